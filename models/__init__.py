@@ -1,0 +1,1 @@
+"""StreamRec's models: importable without Kafka or Triton."""

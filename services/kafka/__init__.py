@@ -1,0 +1,1 @@
+"""Broker-neutral Kafka plumbing: settings, client configuration, topic administration."""

@@ -1,0 +1,164 @@
+"""Producing contract events and reading topics with confluent-kafka (broker-neutral)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from pydantic import BaseModel
+
+from services.contract import codec
+from services.kafka.settings import KafkaSettings
+
+
+class DeliveryError(RuntimeError):
+    """The broker did not acknowledge some produced messages."""
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int
+
+
+def event_key(event: BaseModel) -> bytes:
+    """The contract's key: user_id for clicks and recommendations, item_id for items."""
+    key = getattr(event, "user_id", None) or getattr(event, "item_id", None)
+    return str(key).encode() if key is not None else b""
+
+
+class EventProducer:
+    """A producer that counts deliveries and fails loudly if any is lost."""
+
+    def __init__(self, settings: KafkaSettings, **overrides: object) -> None:
+        conf = {
+            **settings.confluent_config(),
+            "enable.idempotence": True,
+            "linger.ms": 5,
+            **overrides,
+        }
+        self._producer = Producer(conf)
+        self.delivered = 0
+        self.errors: list[str] = []
+
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self.errors.append(f"{msg.topic()}: {err}")
+        else:
+            self.delivered += 1
+
+    def send(self, topic: str, value: bytes | None, key: bytes | None = None) -> None:
+        while True:
+            try:
+                self._producer.produce(topic, value=value, key=key, on_delivery=self._on_delivery)
+                break
+            except BufferError:
+                self._producer.poll(0.05)  # local queue full: let deliveries drain
+        self._producer.poll(0)
+
+    def send_event(self, topic: str, event: BaseModel) -> None:
+        self.send(topic, codec.encode(event), event_key(event))
+
+    def flush(self, timeout: float = 30.0) -> None:
+        remaining = self._producer.flush(timeout)
+        if remaining or self.errors:
+            raise DeliveryError(
+                f"{remaining} message(s) undelivered after {timeout}s; errors: {self.errors[:5]}"
+            )
+
+
+def produce_events(
+    settings: KafkaSettings,
+    topic: str,
+    events: Iterable[BaseModel],
+    rate: float | None = None,
+    progress: bool = False,
+    total: int | None = None,
+) -> int:
+    """Send events at ``rate`` per second (as fast as possible if None); returns the count."""
+    producer = EventProducer(settings)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit="ev", desc=f"→ {topic}")
+    start = time.monotonic()
+    n = 0
+    for event in events:
+        if rate:
+            # Pace against the schedule, not per message, so sleeps do not accumulate drift.
+            delay = start + n / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        producer.send_event(topic, event)
+        n += 1
+        if bar is not None:
+            bar.update(1)
+    producer.flush()
+    if bar is not None:
+        bar.close()
+    return n
+
+
+def consumer(settings: KafkaSettings, group: str | None = None, **overrides: object) -> Consumer:
+    conf = {
+        **settings.confluent_config(),
+        # A throwaway group per reader unless one is named: readers never share offsets.
+        "group.id": group or f"streamrec-reader-{uuid.uuid4().hex[:12]}",
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": group is not None,
+        # tansu answers very short fetch waits with no data at all.
+        "fetch.wait.max.ms": 100,
+        "session.timeout.ms": 6000,
+        **overrides,
+    }
+    return Consumer(conf)
+
+
+def read_topic(
+    settings: KafkaSettings,
+    topic: str,
+    *,
+    from_beginning: bool = True,
+    idle_timeout: float | None = 5.0,
+    max_messages: int | None = None,
+) -> Iterator[Record]:
+    """Yield a topic's records from every partition (no consumer group), until idle."""
+    c = consumer(settings)
+    try:
+        md = c.list_topics(topic, timeout=10).topics.get(topic)
+        if md is None or md.error is not None:
+            raise KafkaException(f"topic {topic} does not exist")
+        start = -2 if from_beginning else -1  # OFFSET_BEGINNING / OFFSET_END
+        c.assign([TopicPartition(topic, p, start) for p in md.partitions])
+        last = time.monotonic()
+        n = 0
+        while max_messages is None or n < max_messages:
+            msg = c.poll(0.2)
+            if msg is None:
+                if idle_timeout is not None and time.monotonic() - last > idle_timeout:
+                    return
+                continue
+            if msg.error():
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise KafkaException(msg.error())
+            last = time.monotonic()
+            n += 1
+            yield Record(
+                topic=msg.topic(),
+                partition=msg.partition(),
+                offset=msg.offset(),
+                key=msg.key(),
+                value=msg.value(),
+                timestamp_ms=msg.timestamp()[1],
+            )
+    finally:
+        c.close()

@@ -1,0 +1,1 @@
+"""The recommender worker: clicks in, one ranked, explained recommendation out per click."""

@@ -1,0 +1,43 @@
+"""``python -m services.recommender worker``: run one recommender worker."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from services.recommender.settings import WorkerSettings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.recommender")
+    parser.add_argument("command", choices=["worker"])
+    parser.add_argument(
+        "--no-feast", action="store_true", help="do not write online features (for debugging)"
+    )
+    args = parser.parse_args(argv)
+    settings = WorkerSettings()
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+    from services.recommender.app import create_app
+    from services.recommender.scorer import TritonScorer
+
+    features = None
+    if not args.no_feast:
+        from services.features.settings import FeatureSettings
+        from services.features.store import FeastFeatureStore
+
+        features = FeastFeatureStore(FeatureSettings())
+    scorer = TritonScorer(settings.triton_url, settings.scorer_model, settings.scorer_timeout_s)
+    app = create_app(settings, scorer=scorer, features=features)
+    # Faust parses its own command line; hand it the worker command only.
+    sys.argv = [sys.argv[0], "worker", "--loglevel", settings.log_level]
+    app.main()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

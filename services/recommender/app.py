@@ -1,0 +1,210 @@
+"""The Faust app: agents for ``clicks`` and ``items``, the user table, a health page.
+
+Agents only decode, hand micro-batches to :class:`RecommenderCore` and publish;
+everything they send is delivered before the batch is acknowledged, so an
+offset is committed only after its recommendation or dead-letter record exists
+(at-least-once, made idempotent by event_id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import faust
+from mode import CrashingSupervisor
+
+from services.contract import codec
+from services.contract.events import CLICKS, CLICKS_DLQ, ITEMS, ITEMS_DLQ, RECOMMENDATIONS
+from services.features.store import OnlineFeatureStore
+from services.recommender.catalog import Catalog
+from services.recommender.pipeline import Click, RankingConfig, RecommenderCore
+from services.recommender.scorer import CircuitBreaker, LinearScorer, Scorer
+from services.recommender.settings import WorkerSettings
+from services.recommender.state import InMemoryUserStateStore, ItemStats, UserState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerMetrics:
+    clicks: int = 0
+    recommendations: int = 0
+    dead_letters: int = 0
+    duplicates: int = 0
+    degraded: int = 0
+    items: int = 0
+    batches: int = 0
+
+
+class FaustUserStateStore:
+    """User state in a changelogged Faust table, written to the click's own partition.
+
+    Writing the changelog explicitly (rather than ``table[key] = value``) keeps the
+    partition right inside ``take_events`` batches, where Faust's "current event"
+    is the last one buffered, not the one being applied.
+    """
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def get(self, user_id: str) -> UserState:
+        return UserState.from_json(self.table.data.get(user_id))
+
+    def put(self, user_id: str, state: UserState, partition: int) -> None:
+        value = state.to_json()
+        self.table.data[user_id] = value
+        self.table.send_changelog(partition, user_id, value)
+
+
+def create_app(
+    settings: WorkerSettings,
+    scorer: Scorer | None = None,
+    features: OnlineFeatureStore | None = None,
+) -> faust.App:
+    """Build the worker app; ``scorer`` and ``features`` are injected (Triton and Feast in prod)."""
+    kafka = settings.kafka
+    app = faust.App(
+        settings.app_id,
+        broker=kafka.faust_broker_url(),
+        broker_credentials=kafka.faust_credentials(),
+        store="memory://",
+        datadir=str(settings.worker_data_dir),
+        topic_partitions=settings.topic_partitions,
+        # tansu takes ~23 s for a first group join with the default 45 s session.
+        broker_session_timeout=6.0,
+        broker_heartbeat_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+        web_host=settings.worker_web_host,
+        web_port=settings.worker_web_port,
+        web_bind=settings.worker_web_host,
+        web_in_thread=False,
+        producer_acks=-1,
+    )
+    raw = {"key_serializer": "raw", "value_serializer": "raw"}
+    clicks_topic = app.topic(CLICKS, **raw)
+    items_topic = app.topic(ITEMS, **raw)
+    recs_topic = app.topic(RECOMMENDATIONS, **raw)
+    dlq = {CLICKS: app.topic(CLICKS_DLQ, **raw), ITEMS: app.topic(ITEMS_DLQ, **raw)}
+    users = app.Table("users", partitions=settings.topic_partitions)
+
+    metrics = WorkerMetrics()
+    catalog = Catalog()
+    stats = ItemStats()
+    breaker = CircuitBreaker(
+        scorer or LinearScorer(), LinearScorer(), cooldown_s=settings.breaker_cooldown_s
+    )
+    core = RecommenderCore(
+        users=FaustUserStateStore(users),
+        stats=stats,
+        catalog=catalog,
+        scorer=breaker,
+        features=features,
+        config=RankingConfig(
+            top_k=settings.top_k,
+            max_candidates=settings.max_candidates,
+            recent_items=settings.recent_items,
+            seen_limit=settings.seen_limit,
+        ),
+    )
+    app.streamrec_core = core  # type: ignore[attr-defined]  # for tests and the health page
+    app.streamrec_metrics = metrics  # type: ignore[attr-defined]
+    within = settings.batch_ms / 1000.0
+
+    async def dead_letter(event: Any, error: str) -> Awaitable[Any]:
+        msg = event.message
+        record = codec.dead_letter(
+            source_topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+            error=error,
+            payload=event.value,
+            key=event.key,
+        )
+        metrics.dead_letters += 1
+        log.warning("dead-lettered %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, error)
+        fut: Awaitable[Any] = await dlq[msg.topic].send(key=event.key, value=codec.encode(record))
+        return fut
+
+    @app.agent(clicks_topic, supervisor_strategy=CrashingSupervisor)
+    async def process_clicks(stream: faust.StreamT) -> AsyncIterator[None]:
+        async for events in stream.take_events(settings.batch_max, within=within):
+            received = time.monotonic()
+            pending: list[Awaitable[Any]] = []
+            batch: list[Click] = []
+            for event in events:
+                msg = event.message
+                try:
+                    click = codec.decode_click(
+                        event.value,
+                        topic=msg.topic,
+                        partition=msg.partition,
+                        offset=msg.offset,
+                        max_bytes=settings.max_value_bytes,
+                    )
+                except codec.EventDecodeError as exc:
+                    pending.append(await dead_letter(event, exc.reason))
+                    continue
+                batch.append(Click(click, msg.partition, received))
+            result = await core.process(batch)
+            for rec in result.recommendations:
+                pending.append(
+                    await recs_topic.send(key=rec.user_id.encode(), value=codec.encode(rec))
+                )
+            # Delivered before take_events acknowledges the batch: no offset is
+            # committed for a click whose answer is not on the broker.
+            await asyncio.gather(*pending)
+            metrics.clicks += len(events)
+            metrics.recommendations += len(result.recommendations)
+            metrics.duplicates += len(result.duplicates)
+            metrics.degraded += len(result.recommendations) if result.degraded else 0
+            metrics.batches += 1
+            yield None
+
+    @app.agent(items_topic, supervisor_strategy=CrashingSupervisor)
+    async def process_items(stream: faust.StreamT) -> AsyncIterator[None]:
+        async for events in stream.take_events(settings.batch_max, within=within):
+            pending: list[Awaitable[Any]] = []
+            for event in events:
+                try:
+                    item = codec.decode_item(event.value, max_bytes=settings.max_value_bytes)
+                except codec.EventDecodeError as exc:
+                    pending.append(await dead_letter(event, exc.reason))
+                    continue
+                catalog.upsert(item)
+                metrics.items += 1
+            await asyncio.gather(*pending)
+            yield None
+
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        assignment = app.consumer.assignment() if app.consumer else set()
+        return web.json(
+            {
+                "status": "ok",
+                "assigned_partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in assignment),
+                "scorer_breaker_open": breaker.is_open,
+                "catalog_items": len(catalog),
+                "users_in_memory": len(users.data),
+                **asdict(metrics),
+            }
+        )
+
+    return app
+
+
+def in_memory_core(
+    scorer: Scorer | None = None, features: OnlineFeatureStore | None = None
+) -> RecommenderCore:
+    """A core with in-memory state, for unit tests and offline replays."""
+    return RecommenderCore(
+        users=InMemoryUserStateStore(),
+        stats=ItemStats(),
+        catalog=Catalog(),
+        scorer=CircuitBreaker(scorer or LinearScorer(), LinearScorer()),
+        features=features,
+    )

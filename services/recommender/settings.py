@@ -1,0 +1,37 @@
+"""Settings of the recommender worker, read once at its entry point."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.kafka.settings import KafkaSettings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class WorkerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STREAMREC_", frozen=True, extra="ignore")
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    app_id: str = Field(default="streamrec", description="consumer group and table prefix")
+    topic_partitions: int = 4
+    triton_url: str = Field(default="127.0.0.1:8001", description="Triton gRPC address")
+    scorer_model: str = "scorer"
+    scorer_timeout_s: float = 2.0
+    breaker_cooldown_s: float = Field(
+        default=5.0, description="after a scorer failure, rank without it this long, then retry"
+    )
+    worker_web_host: str = "127.0.0.1"
+    worker_web_port: int = 6066
+    worker_data_dir: Path = REPO_ROOT / ".run" / "worker-0"
+    batch_max: int = Field(default=256, description="clicks per micro-batch at most")
+    batch_ms: float = Field(default=10.0, description="wait at most this long to fill a batch")
+    top_k: int = 10
+    max_candidates: int = 100
+    recent_items: int = 50
+    seen_limit: int = Field(default=2000, description="per user, items excluded from results")
+    max_value_bytes: int = 64 * 1024
+    log_level: str = "info"

@@ -1,0 +1,151 @@
+"""Per-user and per-item state the ranking reads: recent items, popularity, co-visitation."""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+# How many recent event ids a user remembers to drop replayed duplicates.
+DEDUP_WINDOW = 200
+# Co-visitation is recorded between an item and the user's previous few clicks only:
+# nearer clicks say more about each other, and it bounds the work per click.
+COVIS_WINDOW = 5
+# Neighbour lists are pruned to this size so memory stays bounded on a large catalog.
+MAX_NEIGHBOURS = 200
+TRENDING_HALF_LIFE_S = 24 * 3600.0
+
+
+@dataclass
+class UserState:
+    """What we remember of one user; stored in a changelogged table keyed by user_id."""
+
+    recent: list[str] = field(default_factory=list)  # most recent first
+    seen: list[str] = field(default_factory=list)  # oldest first, bounded
+    event_ids: list[str] = field(default_factory=list)  # oldest first, bounded
+    clicks: int = 0
+    last_ts: float = 0.0  # epoch seconds of the newest click
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "recent": self.recent,
+            "seen": self.seen,
+            "event_ids": self.event_ids,
+            "clicks": self.clicks,
+            "last_ts": self.last_ts,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> UserState:
+        if not data:
+            return cls()
+        return cls(
+            recent=list(data.get("recent", [])),
+            seen=list(data.get("seen", [])),
+            event_ids=list(data.get("event_ids", [])),
+            clicks=int(data.get("clicks", 0)),
+            last_ts=float(data.get("last_ts", 0.0)),
+        )
+
+    def has_event(self, event_id: str) -> bool:
+        return event_id in self.event_ids
+
+    def record(
+        self, event_id: str, item_id: str, ts: float, recent_limit: int, seen_limit: int
+    ) -> None:
+        self.event_ids.append(event_id)
+        del self.event_ids[:-DEDUP_WINDOW]
+        if item_id in self.recent:
+            self.recent.remove(item_id)
+        self.recent.insert(0, item_id)
+        del self.recent[recent_limit:]
+        if item_id not in self.seen:
+            self.seen.append(item_id)
+            del self.seen[:-seen_limit]
+        self.clicks += 1
+        self.last_ts = max(self.last_ts, ts)
+
+
+class UserStateStore(Protocol):
+    """Where user state lives: a Faust table in the worker, a dict in unit tests."""
+
+    def get(self, user_id: str) -> UserState: ...
+
+    def put(self, user_id: str, state: UserState, partition: int) -> None: ...
+
+
+class InMemoryUserStateStore:
+    def __init__(self) -> None:
+        self.data: dict[str, dict[str, Any]] = {}
+
+    def get(self, user_id: str) -> UserState:
+        return UserState.from_json(self.data.get(user_id))
+
+    def put(self, user_id: str, state: UserState, partition: int) -> None:
+        self.data[user_id] = state.to_json()
+
+
+class ItemStats:
+    """Item popularity, trending (decayed in event time) and co-visitation counts."""
+
+    def __init__(self, half_life_s: float = TRENDING_HALF_LIFE_S) -> None:
+        self.popularity: Counter[str] = Counter()
+        self._trend: dict[str, tuple[float, float]] = {}  # item -> (value, at_ts)
+        self.covis: dict[str, Counter[str]] = {}
+        self._decay = math.log(2) / half_life_s
+        self.now = 0.0
+        self._top_cache: tuple[float, int, list[str]] | None = None
+        self._observed = 0
+
+    def observe(self, item_id: str, previous: list[str], ts: float) -> None:
+        """Count a click on ``item_id`` whose user had clicked ``previous`` (newest first)."""
+        self._observed += 1
+        self.now = max(self.now, ts)
+        self.popularity[item_id] += 1
+        value, at = self._trend.get(item_id, (0.0, ts))
+        self._trend[item_id] = (value * math.exp(-self._decay * max(0.0, ts - at)) + 1.0, ts)
+        for pos, other in enumerate(previous[:COVIS_WINDOW]):
+            if other == item_id:
+                continue
+            weight = 1.0 / (1 + pos)
+            for a, b in ((item_id, other), (other, item_id)):
+                row = self.covis.setdefault(a, Counter())
+                row[b] += weight  # type: ignore[assignment]  # Counter of floats
+                if len(row) > 2 * MAX_NEIGHBOURS:
+                    self.covis[a] = Counter(dict(row.most_common(MAX_NEIGHBOURS)))
+
+    def trending(self, item_id: str) -> float:
+        value, at = self._trend.get(item_id, (0.0, self.now))
+        return value * math.exp(-self._decay * max(0.0, self.now - at))
+
+    def top_trending(self, n: int) -> list[str]:
+        # Recomputing over the whole catalog per click would dominate the hot path;
+        # refresh the list every 100 clicks instead.
+        cache = self._top_cache
+        if cache is None or self._observed - cache[1] >= 100 or len(cache[2]) < n:
+            top = heapq.nlargest(n, self._trend, key=self.trending)
+            self._top_cache = (self.now, self._observed, top)
+            return top
+        return cache[2][:n]
+
+    def top_popular(self, n: int) -> list[str]:
+        return [item for item, _ in self.popularity.most_common(n)]
+
+    def neighbours(self, recent: list[str], limit: int) -> dict[str, tuple[float, str]]:
+        """Co-visited items of the user's recent items: item -> (score, strongest source)."""
+        scores: dict[str, float] = {}
+        best: dict[str, tuple[float, str]] = {}
+        for pos, source in enumerate(recent[: COVIS_WINDOW * 2]):
+            row = self.covis.get(source)
+            if not row:
+                continue
+            weight = 1.0 / (1 + pos)
+            for item, count in row.items():
+                contribution = weight * count
+                scores[item] = scores.get(item, 0.0) + contribution
+                if contribution > best.get(item, (0.0, ""))[0]:
+                    best[item] = (contribution, source)
+        top = heapq.nlargest(limit, scores.items(), key=lambda kv: kv[1])
+        return {item: (score, best[item][1]) for item, score in top}

@@ -1,0 +1,1 @@
+"""The embedded single-machine stack: tansu, tritonserver, Feast and the Faust workers."""

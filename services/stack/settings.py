@@ -1,0 +1,59 @@
+"""Settings of the embedded stack: every address and port, overridable with ``STREAMREC_``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class StackSettings(BaseSettings):
+    """Where each component listens and where the stack keeps its files.
+
+    Two stacks run side by side when each gets its own ports and ``run_dir``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="STREAMREC_", frozen=True, extra="ignore")
+
+    host: str = Field(default="127.0.0.1", description="address every component binds to")
+    broker_port: int = 9092
+    triton_http_port: int = 8000
+    triton_grpc_port: int = 8001
+    triton_metrics_port: int = 8002
+    worker_web_port: int = Field(default=6066, description="first worker's HTTP port")
+    workers: int = Field(default=1, ge=1, le=16)
+    topic_partitions: int = Field(default=4, ge=1)
+    run_dir: Path = REPO_ROOT / ".run"
+    tools_dir: Path = REPO_ROOT / ".tools"
+    model_repository: Path = REPO_ROOT / "triton_models"
+    triton_models: tuple[str, ...] = ("scorer",)
+    startup_timeout_s: float = 120.0
+    max_restarts: int = Field(default=5, description="per component, within restart_window_s")
+    restart_window_s: float = 300.0
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.broker_port}"
+
+    @property
+    def triton_grpc_url(self) -> str:
+        return f"{self.host}:{self.triton_grpc_port}"
+
+    @property
+    def triton_http_url(self) -> str:
+        return f"http://{self.host}:{self.triton_http_port}"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.run_dir / "logs"
+
+    @property
+    def state_file(self) -> Path:
+        return self.run_dir / "state.json"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.run_dir / "supervisor.pid"

@@ -1,0 +1,68 @@
+"""Shared fixtures: real Kafka and Redis (one fixture), and the whole embedded stack."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.infra import Infra, free_ports, provide_infra
+
+
+@pytest.fixture(scope="session")
+def infra() -> Iterator[Infra]:
+    """A real Kafka broker and Redis: testcontainers if Docker answers, embedded otherwise."""
+    with provide_infra() as value:
+        yield value
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique token, to keep tests' ids apart on a shared broker."""
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="session")
+def stack_settings(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    from services.stack.settings import StackSettings
+
+    ports = free_ports(5)
+    run_dir: Path = tmp_path_factory.mktemp("stack")
+    return StackSettings(
+        broker_port=ports[0],
+        triton_http_port=ports[1],
+        triton_grpc_port=ports[2],
+        triton_metrics_port=ports[3],
+        worker_web_port=ports[4],
+        run_dir=run_dir,
+        topic_partitions=4,
+    )
+
+
+@pytest.fixture(scope="session")
+def stack(stack_settings, monkeypatch_session):  # type: ignore[no-untyped-def]
+    """The embedded stack, started with `up --detach` and stopped with `down` (real processes)."""
+    from services.stack.control import down, up_detached
+
+    # Each test stack keeps its Feast files in its own run dir.
+    monkeypatch_session.setenv("STREAMREC_FEAST_DATA_DIR", str(stack_settings.run_dir / "feast"))
+    up_detached(stack_settings)
+    try:
+        yield stack_settings
+    finally:
+        down(stack_settings)
+        logs = stack_settings.logs_dir
+        if logs.exists():
+            for log in logs.glob("*.log"):
+                text = log.read_text(errors="replace")
+                if "Traceback" in text:
+                    print(f"--- {log.name} (tail) ---\n{text[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def monkeypatch_session() -> Iterator[pytest.MonkeyPatch]:
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()

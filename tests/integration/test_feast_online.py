@@ -1,0 +1,378 @@
+"""The Feast online store against real SQLite and a real Redis.
+
+Redis must be running (CI starts it; locally ``redis-server --daemonize yes``); these
+tests fail, not skip, without it. ``STREAMREC_TEST_REDIS_URL`` picks the server and
+database (default db 15, away from a dev stack on db 0). Each test uses its own Feast
+project, and so its own Redis keys, and deletes them afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+
+from services.features import FeatureSettings, FeatureStoreError, UserFeatures
+from services.features.settings import REPO_ROOT
+
+pytestmark = pytest.mark.integration
+
+Backend = Literal["sqlite", "redis"]
+BACKENDS: list[Backend] = ["sqlite", "redis"]
+
+T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def _row(user_id: str, seconds: float, item: str = "i", clicks: int = 1) -> UserFeatures:
+    return UserFeatures(
+        user_id=user_id,
+        event_ts=T0 + timedelta(seconds=seconds),
+        click_count=clicks,
+        last_item_id=item,
+        recent_items=(item,),
+    )
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """A reachable Redis; fails the test run with instructions when there is none."""
+    import redis
+
+    url = os.environ.get("STREAMREC_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    client = redis.Redis.from_url(url, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.fail(
+            f"Redis is not reachable at {url} ({exc}). Start it (`redis-server --daemonize "
+            "yes`) or set STREAMREC_TEST_REDIS_URL; CI starts one for these tests.",
+            pytrace=False,
+        )
+    finally:
+        client.close()
+    return url
+
+
+def _delete_project_keys(url: str, project: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        # Feast's keys end with the project name; ours (the push lock) embed it.
+        for pattern in (f"*{project}", f"streamrec:{project}:*"):
+            for key in client.scan_iter(match=pattern, count=1000):
+                client.delete(key)
+    finally:
+        client.close()
+
+
+SettingsFactory = Callable[[Backend], FeatureSettings]
+
+
+@pytest.fixture
+def settings_for(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SettingsFactory]:
+    """Settings with a private data_dir and Feast project; Redis keys removed afterwards."""
+    used: list[FeatureSettings] = []
+
+    def make(backend: Backend) -> FeatureSettings:
+        url = request.getfixturevalue("redis_url") if backend == "redis" else None
+        settings = FeatureSettings(
+            online_store=backend,
+            data_dir=tmp_path / f"feast-{backend}",
+            project=f"t{uuid.uuid4().hex[:12]}",
+            **({"redis_url": url} if url else {}),
+        )
+        used.append(settings)
+        return settings
+
+    yield make
+    for settings in used:
+        if settings.online_store == "redis":
+            _delete_project_keys(settings.redis_url, settings.project)
+
+
+StoreFactory = Callable[..., Any]
+
+
+@pytest.fixture
+def store_for(settings_for: SettingsFactory) -> Iterator[StoreFactory]:
+    """FeastFeatureStore factory; call again with the same settings for a second writer."""
+    from services.features import FeastFeatureStore
+
+    stores: list[FeastFeatureStore] = []
+
+    def make(backend_or_settings: Backend | FeatureSettings) -> FeastFeatureStore:
+        settings = (
+            backend_or_settings
+            if isinstance(backend_or_settings, FeatureSettings)
+            else settings_for(backend_or_settings)
+        )
+        store = FeastFeatureStore(settings)
+        stores.append(store)
+        return store
+
+    yield make
+    for store in stores:
+        store.close()
+
+
+# --- definitions and apply -------------------------------------------------------------
+
+
+def test_definitions_describe_the_user_activity_view() -> None:
+    from feast import Entity, FeatureView, PushSource
+
+    from services.features.repo import load_definitions
+
+    objects = {type(o).__name__ + ":" + o.name: o for o in load_definitions()}
+    user = objects["Entity:user"]
+    assert isinstance(user, Entity) and user.join_key == "user_id"
+    assert isinstance(objects["PushSource:user_activity_push"], PushSource)
+    view = objects["FeatureView:user_activity"]
+    assert isinstance(view, FeatureView) and view.online
+    assert {f.name: str(f.dtype) for f in view.features} == {
+        "click_count": "Int64",
+        "last_item_id": "String",
+        "recent_items": "String",
+        "last_event_ts": "Int64",
+    }
+    assert view.ttl is not None and view.ttl >= timedelta(days=30)
+
+
+def test_build_feast_store_is_idempotent(settings_for: SettingsFactory) -> None:
+    from services.features import build_feast_store
+
+    settings = settings_for("sqlite")
+    first = build_feast_store(settings)
+    second = build_feast_store(settings)
+    for store in (first, second):
+        assert [fv.name for fv in store.list_feature_views()] == ["user_activity"]
+        assert store.get_data_source("user_activity_push").name == "user_activity_push"
+    assert settings.registry_path.is_file() and settings.sqlite_path.is_file()
+
+
+def test_feast_cli_applies_the_feature_repo(tmp_path: Path) -> None:
+    # A copy, so the CLI's registry and database land in tmp_path, not the checkout.
+    repo = tmp_path / "feature_repo"
+    repo.mkdir()
+    for name in ("feature_store.yaml", "definitions.py"):
+        shutil.copy(REPO_ROOT / "feature_repo" / name, repo / name)
+    feast_cli = Path(sys.executable).with_name("feast")
+    done = subprocess.run(
+        [str(feast_cli), "-c", str(repo), "apply"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "user_activity" in done.stdout
+    assert (repo / "data" / "registry.db").is_file()
+
+
+# --- reads and writes, on both backends --------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_push_then_read_round_trips(store_for: StoreFactory, backend: Backend) -> None:
+    store = store_for(backend)
+    items = tuple(f"item{n}" for n in range(70))
+    ts = datetime(2024, 5, 1, 14, 0, 0, 123_456, tzinfo=UTC)
+    written = store.push_user_features(
+        [UserFeatures("u1", ts, 7, "item0", items), _row("u2", 0, "x")]
+    )
+    assert written == 2
+    got = store.get_user_features(["u1", "u2", "ghost", "u1"])
+    assert got["ghost"] is None
+    u1 = got["u1"]
+    assert u1 is not None
+    assert u1.event_ts == ts and u1.event_ts.tzinfo is not None  # microseconds survive
+    assert (u1.click_count, u1.last_item_id) == (7, "item0")
+    assert u1.recent_items == items[:50]
+    assert got["u2"] == _row("u2", 0, "x")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_older_events_never_overwrite_newer_ones(store_for: StoreFactory, backend: Backend) -> None:
+    store = store_for(backend)
+    assert store.push_user_features([_row("u1", 10, "t10"), _row("u2", 10, "t10")]) == 2
+    # Out of order across batches: older loses, equal (a replay) loses, newer wins.
+    assert store.push_user_features([_row("u1", 9, "t9"), _row("u2", 11, "t11")]) == 1
+    assert store.push_user_features([_row("u1", 10, "t10-replay")]) == 0
+    # A microsecond is enough to count as newer.
+    assert store.push_user_features([_row("u1", 10.000001, "t10+1us")]) == 1
+    got = store.get_user_features(["u1", "u2"])
+    assert {u: (r.last_item_id if r else None) for u, r in got.items()} == {
+        "u1": "t10+1us",
+        "u2": "t11",
+    }
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_within_a_batch_each_users_newest_row_is_written(
+    store_for: StoreFactory, backend: Backend
+) -> None:
+    store = store_for(backend)
+    batch = [_row("u1", 3, "t3"), _row("u1", 5, "t5"), _row("u1", 4, "t4"), _row("u2", 1, "t1")]
+    assert store.push_user_features(batch) == 2
+    got = store.get_user_features(["u1"])["u1"]
+    assert got is not None and got.last_item_id == "t5"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_second_writer_cannot_roll_back_the_first(
+    store_for: StoreFactory, settings_for: SettingsFactory, backend: Backend
+) -> None:
+    # Two independent stores on one online store, as two worker processes would have:
+    # the guard compares against what is stored, not against what this writer wrote.
+    settings = settings_for(backend)
+    first, second = store_for(settings), store_for(settings)
+    assert second.push_user_features([_row("u1", 1, "old")]) == 1
+    assert first.push_user_features([_row("u1", 20, "new")]) == 1
+    assert second.push_user_features([_row("u1", 15, "stale")]) == 0
+    got = second.get_user_features(["u1"])["u1"]
+    assert got is not None and got.last_item_id == "new"
+
+
+_WORKER = textwrap.dedent(
+    """
+    import json, sys
+    from datetime import UTC, datetime, timedelta
+    from services.features import FeastFeatureStore, FeatureSettings, UserFeatures
+
+    settings = FeatureSettings.model_validate_json(sys.argv[1])
+    offsets = json.loads(sys.argv[2])
+    store = FeastFeatureStore(settings)  # applies: all workers start at once
+    t0 = datetime(2024, 5, 1, tzinfo=UTC)
+    for s in offsets:
+        rows = [
+            UserFeatures(f"u{n}", t0 + timedelta(seconds=s), s, f"t{s}", (f"t{s}",))
+            for n in range(20)
+        ]
+        store.push_user_features(rows)
+    store.close()
+    """
+)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_concurrent_processes_start_together_and_keep_the_latest_event(
+    settings_for: SettingsFactory, backend: Backend
+) -> None:
+    # Three processes apply the definitions on one fresh data_dir at the same moment, then
+    # push interleaved, deliberately out-of-order times for the same users.
+    settings = settings_for(backend)
+    plans = [[5, 1, 9, 3, 7], [2, 8, 4, 6, 0], [30, 10, 20, 15, 25]]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WORKER, settings.model_dump_json(), str(plan)],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for plan in plans
+    ]
+    outputs = [proc.communicate(timeout=180)[0] for proc in procs]
+    for proc, out in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, out
+
+    from services.features import FeastFeatureStore
+
+    reader = FeastFeatureStore(settings)
+    try:
+        got = reader.get_user_features([f"u{n}" for n in range(20)])
+    finally:
+        reader.close()
+    assert {r.last_item_id if r else None for r in got.values()} == {"t30"}
+
+
+# --- failures say what to do --------------------------------------------------------------
+
+
+def test_unreachable_redis_raises_a_clear_error(tmp_path: Path) -> None:
+    from services.features import FeastFeatureStore
+
+    settings = FeatureSettings(
+        online_store="redis", redis_url="redis://127.0.0.1:1/0", data_dir=tmp_path
+    )
+    with pytest.raises(FeatureStoreError, match="STREAMREC_FEAST_REDIS_URL") as info:
+        FeastFeatureStore(settings)
+    assert "127.0.0.1:1/0" in str(info.value)
+
+
+def test_unusable_sqlite_dir_raises_a_clear_error(tmp_path: Path) -> None:
+    from services.features import FeastFeatureStore
+
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    settings = FeatureSettings(online_store="sqlite", data_dir=blocker / "feast")
+    with pytest.raises(FeatureStoreError, match="STREAMREC_FEAST_DATA_DIR"):
+        FeastFeatureStore(settings)
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A throwaway redis-server this test may kill; yields its URL and process."""
+    import socket
+
+    import redis
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed; needed to simulate Redis dying")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    try:
+        for _ in range(200):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.025)
+        else:
+            pytest.fail(f"private redis-server on port {port} did not start")
+        yield url, proc
+    finally:
+        client.close()
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def test_redis_dying_after_start_raises_a_clear_error(
+    private_redis: tuple[str, subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    from services.features import FeastFeatureStore
+
+    url, server = private_redis
+    settings = FeatureSettings(online_store="redis", redis_url=url, data_dir=tmp_path / "feast")
+    store = FeastFeatureStore(settings)
+    try:
+        assert store.push_user_features([_row("u1", 1)]) == 1
+        server.kill()
+        server.wait(timeout=10)
+        with pytest.raises(FeatureStoreError, match="STREAMREC_FEAST_REDIS_URL"):
+            store.push_user_features([_row("u1", 2)])
+        with pytest.raises(FeatureStoreError, match="unreachable"):
+            store.get_user_features(["u1"])
+    finally:
+        store.close()

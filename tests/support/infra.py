@@ -1,0 +1,128 @@
+"""Kafka and Redis for tests: testcontainers when a Docker engine answers, embedded otherwise.
+
+There is no Docker engine on our CI machines, so there the embedded tansu broker
+and the machine's Redis (127.0.0.1:6379, started by .ci/run) serve instead.
+Both paths give the tests the same thing: a bootstrap address and a Redis URL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct free ports (held open together so none is handed out twice)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def docker_engine_answers() -> bool:
+    if os.environ.get("STREAMREC_TEST_NO_DOCKER"):
+        return False
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+        return True
+    except Exception:
+        return False
+
+
+@dataclass(frozen=True)
+class Infra:
+    kafka_bootstrap: str
+    redis_url: str
+    backend: str  # "testcontainers" or "embedded"
+
+
+@contextlib.contextmanager
+def embedded_kafka() -> Iterator[str]:
+    from services.stack.health import broker_ready
+    from services.stack.tools import broker_binary
+
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    log = tempfile.NamedTemporaryFile(prefix="tansu-", suffix=".log", delete=False)  # noqa: SIM115
+    proc = subprocess.Popen(
+        [
+            str(broker_binary()),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    bootstrap = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while not broker_ready(bootstrap):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"tansu did not start; log: {Path(log.name).read_text()[-2000:]}"
+                )
+            time.sleep(0.1)
+        yield bootstrap
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        os.unlink(log.name)
+
+
+def machine_redis_url() -> str:
+    import redis
+
+    url = os.environ.get("STREAMREC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        raise RuntimeError(
+            f"Redis at {url} does not answer ({exc}); start it (`.ci/run` does) or set "
+            "STREAMREC_TEST_REDIS_URL"
+        ) from exc
+    return url
+
+
+@contextlib.contextmanager
+def provide_infra() -> Iterator[Infra]:
+    if docker_engine_answers():
+        from testcontainers.kafka import KafkaContainer
+        from testcontainers.redis import RedisContainer
+
+        with KafkaContainer().with_kraft() as kafka, RedisContainer() as rc:
+            host, port = rc.get_container_host_ip(), rc.get_exposed_port(6379)
+            yield Infra(kafka.get_bootstrap_server(), f"redis://{host}:{port}/0", "testcontainers")
+        return
+    with embedded_kafka() as bootstrap:
+        yield Infra(bootstrap, machine_redis_url(), "embedded")
