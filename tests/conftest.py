@@ -18,6 +18,12 @@ def infra() -> Iterator[Infra]:
         yield value
 
 
+@pytest.fixture(scope="session")
+def redis_url(infra: Infra) -> str:
+    """The Redis of the `infra` fixture (Feast's production online store)."""
+    return infra.redis_url
+
+
 @pytest.fixture
 def unique() -> str:
     """A short unique token, to keep tests' ids apart on a shared broker."""

@@ -129,8 +129,13 @@ def read_topic(
     from_beginning: bool = True,
     idle_timeout: float | None = 5.0,
     max_messages: int | None = None,
+    timeout: float | None = None,
 ) -> Iterator[Record]:
-    """Yield a topic's records from every partition (no consumer group), until idle."""
+    """Yield a topic's records from every partition (no consumer group).
+
+    Stops after ``idle_timeout`` seconds without a record, after ``max_messages``,
+    or ``timeout`` seconds after the start, whichever comes first.
+    """
     c = consumer(settings)
     try:
         md = c.list_topics(topic, timeout=10).topics.get(topic)
@@ -138,9 +143,11 @@ def read_topic(
             raise KafkaException(f"topic {topic} does not exist")
         start = -2 if from_beginning else -1  # OFFSET_BEGINNING / OFFSET_END
         c.assign([TopicPartition(topic, p, start) for p in md.partitions])
-        last = time.monotonic()
+        last = started = time.monotonic()
         n = 0
         while max_messages is None or n < max_messages:
+            if timeout is not None and time.monotonic() - started > timeout:
+                return
             msg = c.poll(0.2)
             if msg is None:
                 if idle_timeout is not None and time.monotonic() - last > idle_timeout:

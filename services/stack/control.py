@@ -92,34 +92,43 @@ def run_foreground(settings: StackSettings, on_ready: Any = None) -> int:
 
 
 def up_detached(settings: StackSettings, timeout: float | None = None) -> dict[str, Any]:
-    """Start a supervisor in the background and wait until the stack is ready."""
+    """Start a supervisor in the background and wait until the stack is ready.
+
+    The supervisor is double-forked (``setsid --fork``) so it belongs to no
+    terminal and is not our child: it outlives `streamrec up --detach`, and a
+    long-lived caller (a test session) never holds a zombie of it.
+    """
     settings.logs_dir.mkdir(parents=True, exist_ok=True)
     if supervisor_pid(settings) is not None:
         raise StackError(f"a stack is already running from {settings.run_dir}")
     settings.state_file.unlink(missing_ok=True)
+    settings.pid_file.unlink(missing_ok=True)
     log_path = settings.logs_dir / "supervisor.log"
+    env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
     with log_path.open("ab") as log_file:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "services.stack", "up"],
+        subprocess.run(
+            ["setsid", "--fork", sys.executable, "-m", "services.stack", "up"],
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            start_new_session=True,  # survives the shell that ran `streamrec up --detach`
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env=env,
+            check=True,
         )
     wait_s = timeout or settings.startup_timeout_s * 3
     deadline = time.monotonic() + wait_s
+    launched = time.monotonic()
     while time.monotonic() < deadline:
         state = read_state(settings)
-        if state and state.get("ready") and state.get("supervisor_pid") == proc.pid:
+        pid = supervisor_pid(settings)
+        if state and state.get("ready") and pid is not None and state.get("supervisor_pid") == pid:
             return state
-        if proc.poll() is not None:
+        # Give the new process a moment to write its pid file before judging it dead.
+        if pid is None and time.monotonic() - launched > 15:
             raise StackError(
-                f"the stack failed to start (exit code {proc.returncode}); "
-                f"log {log_path}:\n{tail(log_path, 30)}"
+                f"the stack failed to start; log {log_path}:\n{tail(log_path, 30)}"
             )
         time.sleep(0.3)
-    proc.terminate()
+    down(settings)
     raise StackError(f"the stack was not ready after {wait_s:.0f}s; see {settings.logs_dir}")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from pydantic import Field
@@ -33,6 +34,15 @@ class StackSettings(BaseSettings):
     startup_timeout_s: float = 120.0
     max_restarts: int = Field(default=5, description="per component, within restart_window_s")
     restart_window_s: float = 300.0
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as ``STREAMREC_`` variables, for a process that reads its own."""
+        env = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            text = json.dumps(list(value)) if isinstance(value, tuple) else str(value)
+            env[f"STREAMREC_{name.upper()}"] = text
+        return env
 
     @property
     def bootstrap(self) -> str:

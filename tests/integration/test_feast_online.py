@@ -43,26 +43,6 @@ def _row(user_id: str, seconds: float, item: str = "i", clicks: int = 1) -> User
     )
 
 
-@pytest.fixture(scope="session")
-def redis_url() -> str:
-    """A reachable Redis; fails the test run with instructions when there is none."""
-    import redis
-
-    url = os.environ.get("STREAMREC_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-    client = redis.Redis.from_url(url, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.fail(
-            f"Redis is not reachable at {url} ({exc}). Start it (`redis-server --daemonize "
-            "yes`) or set STREAMREC_TEST_REDIS_URL; CI starts one for these tests.",
-            pytrace=False,
-        )
-    finally:
-        client.close()
-    return url
-
-
 def _delete_project_keys(url: str, project: str) -> None:
     import redis
 

@@ -36,6 +36,7 @@ SLEEP = (
 
 def test_starts_in_order_and_stops_in_reverse(tmp_path: Path) -> None:
     order: list[str] = []
+
     def printed_up(name: str) -> bool:
         log = tmp_path / "logs" / f"{name}.log"
         return log.exists() and "up" in log.read_text()

@@ -1,0 +1,60 @@
+"""Kafka plumbing against a real broker (the `infra` fixture: testcontainers or tansu)."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.contract.events import ALL_TOPICS, ClickEvent
+from services.kafka.admin import TopicSetupError, ensure_topics
+from services.kafka.io import EventProducer, produce_events, read_topic
+from services.kafka.settings import KafkaSettings
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def kafka(infra) -> KafkaSettings:  # type: ignore[no-untyped-def]
+    return KafkaSettings(bootstrap=infra.kafka_bootstrap)
+
+
+def test_ensure_topics_creates_the_contract_topics_and_is_idempotent(kafka, unique) -> None:  # type: ignore[no-untyped-def]
+    topics = [f"{t}-{unique}" for t in ALL_TOPICS]
+    assert ensure_topics(kafka, 3, topics) == {t: 3 for t in topics}
+    assert ensure_topics(kafka, 3, topics) == {t: 3 for t in topics}
+
+
+def test_ensure_topics_refuses_a_partition_mismatch(kafka, unique) -> None:  # type: ignore[no-untyped-def]
+    topic = f"clicks-{unique}"
+    ensure_topics(kafka, 2, [topic])
+    with pytest.raises(TopicSetupError, match="other partition counts"):
+        ensure_topics(kafka, 4, [topic])
+
+
+def test_events_round_trip_keyed_by_user(kafka, unique) -> None:  # type: ignore[no-untyped-def]
+    topic = f"clicks-{unique}"
+    ensure_topics(kafka, 4, [topic])
+    clicks = [
+        ClickEvent(
+            event_id=f"{unique}-{i}", user_id=f"u{i % 3}", item_id=f"i{i}", ts=1_750_000_000_000 + i
+        )
+        for i in range(50)
+    ]
+    assert produce_events(kafka, topic, clicks) == 50
+    records = list(read_topic(kafka, topic, idle_timeout=3))
+    assert len(records) == 50
+    partitions_by_user: dict[bytes, set[int]] = {}
+    for r in records:
+        assert r.key is not None
+        partitions_by_user.setdefault(r.key, set()).add(r.partition)
+    # One user's clicks share a partition: per-user state depends on it.
+    assert all(len(p) == 1 for p in partitions_by_user.values())
+
+
+def test_producer_reports_undeliverable_messages(unique) -> None:  # type: ignore[no-untyped-def]
+    from services.kafka.io import DeliveryError
+
+    dead = KafkaSettings(bootstrap="127.0.0.1:1")
+    producer = EventProducer(dead, **{"message.timeout.ms": 1000})
+    producer.send(f"t-{unique}", b"x")
+    with pytest.raises(DeliveryError):
+        producer.flush(timeout=5)

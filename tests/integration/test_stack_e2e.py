@@ -1,0 +1,222 @@
+"""The whole embedded stack, real processes: tansu, tritonserver, Feast (SQLite), the worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from services.contract.events import CLICKS, CLICKS_DLQ, ITEMS, ITEMS_DLQ, RECOMMENDATIONS
+from services.data import synthetic
+from services.kafka.io import EventProducer, produce_events
+from services.kafka.settings import KafkaSettings
+from tests.support.streams import collect
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def kafka(stack) -> KafkaSettings:  # type: ignore[no-untyped-def]
+    return KafkaSettings(bootstrap=stack.bootstrap)
+
+
+def stack_env(stack) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    return {
+        **os.environ,
+        "STREAMREC_RUN_DIR": str(stack.run_dir),
+        "STREAMREC_BROKER_PORT": str(stack.broker_port),
+        "STREAMREC_TRITON_HTTP_PORT": str(stack.triton_http_port),
+        "STREAMREC_TRITON_GRPC_PORT": str(stack.triton_grpc_port),
+        "STREAMREC_TRITON_METRICS_PORT": str(stack.triton_metrics_port),
+        "STREAMREC_WORKER_WEB_PORT": str(stack.worker_web_port),
+    }
+
+
+def test_thousand_clicks_get_exactly_thousand_recommendations(stack, kafka, unique) -> None:  # type: ignore[no-untyped-def]
+    ds = synthetic.generate(n_users=60, n_items=150, n_clicks=1000, seed=7)
+    prefix = f"e2e-{unique}-"
+    clicks = [c.model_copy(update={"event_id": prefix + c.event_id}) for c in ds.clicks]
+    produce_events(kafka, ITEMS, ds.items)
+    produce_events(kafka, CLICKS, clicks)
+
+    recs = collect(kafka, RECOMMENDATIONS, lambda v: v["event_id"].startswith(prefix), 1000)
+
+    counts = Counter(r["event_id"] for r in recs)
+    assert len(recs) == 1000, f"got {len(recs)} recommendations for 1000 clicks"
+    assert set(counts) == {c.event_id for c in clicks} and max(counts.values()) == 1
+    by_event = {c.event_id: c for c in clicks}
+    for rec in recs:
+        click = by_event[rec["event_id"]]
+        assert rec["user_id"] == click.user_id
+        assert rec["model_version"] == "scorer:1", "ranked by the Triton-served scorer"
+        assert rec["degraded"] is False
+        assert 0 < len(rec["items"]) <= 10
+        assert click.item_id not in {i["item_id"] for i in rec["items"]}
+        assert all(i["reasons"] for i in rec["items"])
+
+
+def test_malformed_clicks_and_items_are_dead_lettered_with_their_reason(
+    stack, kafka, unique
+) -> None:  # type: ignore[no-untyped-def]
+    producer = EventProducer(kafka)
+    bad_clicks = {
+        f"not json {unique}".encode(): "not valid JSON",
+        json.dumps({"user_id": f"u-{unique}", "note": unique}).encode(): "item_id: Field required",
+        b"\xff\xfe" + unique.encode(): "not valid UTF-8",
+        json.dumps(
+            {"user_id": unique, "item_id": "i", "ts": "2999-01-01T00:00:00Z"}
+        ).encode(): "in the future",
+    }
+    for raw in bad_clicks:
+        producer.send(CLICKS, raw, key=f"u-{unique}".encode())
+    good_id = f"good-{unique}"
+    good = {
+        "event_id": good_id,
+        "user_id": f"u-{unique}",
+        "item_id": "i1",
+        "ts": int(time.time() * 1000),
+    }
+    producer.send(CLICKS, json.dumps(good).encode(), key=f"u-{unique}".encode())
+    producer.send(ITEMS, json.dumps({"item_id": f"item-{unique}"}).encode(), key=unique.encode())
+    producer.flush()
+
+    def mine(v: dict) -> bool:  # type: ignore[type-arg]
+        return unique in v.get("payload", "") or unique in (v.get("key") or "")
+
+    dead = collect(kafka, CLICKS_DLQ, mine, len(bad_clicks))
+    assert len(dead) == len(bad_clicks)
+    for record in dead:
+        raw = (
+            record["payload"].encode()
+            if record["payload_encoding"] == "utf-8"
+            else __import__("base64").b64decode(record["payload"])
+        )
+        assert bad_clicks[raw] in record["error"]
+        assert record["source_topic"] == CLICKS and record["offset"] >= 0
+    item_dead = collect(kafka, ITEMS_DLQ, mine, 1)
+    assert len(item_dead) == 1 and "title" in item_dead[0]["error"]
+    # The good click in the same stream still gets its answer.
+    recs = collect(kafka, RECOMMENDATIONS, lambda v: v["event_id"] == good_id, 1)
+    assert len(recs) == 1
+
+
+def test_replayed_click_gets_no_second_recommendation(stack, kafka, unique) -> None:  # type: ignore[no-untyped-def]
+    producer = EventProducer(kafka)
+    click = {
+        "event_id": f"dup-{unique}",
+        "user_id": f"d-{unique}",
+        "item_id": "i1",
+        "ts": int(time.time() * 1000),
+    }
+    for _ in range(3):
+        producer.send(CLICKS, json.dumps(click).encode(), key=click["user_id"].encode())
+    producer.flush()
+    recs = collect(
+        kafka, RECOMMENDATIONS, lambda v: v["event_id"] == click["event_id"], 1, settle=5
+    )
+    assert len(recs) == 1
+
+
+def test_worker_writes_user_features_to_feast(stack, kafka, unique) -> None:  # type: ignore[no-untyped-def]
+    from services.features.settings import FeatureSettings
+    from services.features.store import FeastFeatureStore
+
+    user = f"f-{unique}"
+    now = int(time.time() * 1000)
+    for i, item in enumerate(("i1", "i2", "i3")):
+        produce_events(
+            kafka,
+            CLICKS,
+            [
+                __import__("services.contract.events", fromlist=["ClickEvent"]).ClickEvent(
+                    event_id=f"feat-{unique}-{i}", user_id=user, item_id=item, ts=now + i
+                )
+            ],
+        )
+    collect(kafka, RECOMMENDATIONS, lambda v: v["user_id"] == user, 3)
+    store = FeastFeatureStore(FeatureSettings(data_dir=stack.run_dir / "feast"))
+    try:
+        deadline = time.monotonic() + 20
+        row = None
+        while time.monotonic() < deadline:
+            row = store.get_user_features([user])[user]
+            if row is not None and row.click_count == 3:
+                break
+            time.sleep(0.5)
+    finally:
+        store.close()
+    assert row is not None and row.click_count == 3
+    assert row.last_item_id == "i3" and row.recent_items[:3] == ("i3", "i2", "i1")
+
+
+def test_status_cli_reports_every_component_healthy(stack) -> None:  # type: ignore[no-untyped-def]
+    out = subprocess.run(
+        [sys.executable, "-m", "services.cli", "status", "--json"],
+        env=stack_env(stack),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    report = json.loads(out.stdout)
+    assert report["running"]
+    assert {n: c["status"] for n, c in report["components"].items()} == {
+        "broker": "healthy",
+        "tritonserver": "healthy",
+        "worker-0": "healthy",
+    }
+    assert report["topics"][CLICKS] == stack.topic_partitions
+    assert any(m["name"] == "scorer" and m.get("state") == "READY" for m in report["models"])
+
+
+def test_scorer_smoke_client_passes_against_the_served_model(stack) -> None:  # type: ignore[no-untyped-def]
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "triton_models" / "scorer" / "client.py"),
+            "--url",
+            f"{stack.host}:{stack.triton_http_port}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.startswith("OK")
+
+
+def test_triton_outage_degrades_loses_nothing_and_recovers(stack, kafka, unique) -> None:  # type: ignore[no-untyped-def]
+    from services.stack.control import read_state
+    from services.stack.health import triton_ready
+
+    ds = synthetic.generate(n_users=20, n_items=50, n_clicks=200, seed=3)
+    prefix = f"outage-{unique}-"
+    clicks = [c.model_copy(update={"event_id": prefix + c.event_id}) for c in ds.clicks]
+    pid = read_state(stack)["components"]["tritonserver"]["pid"]  # type: ignore[index]
+    os.kill(pid, signal.SIGKILL)
+    produce_events(kafka, CLICKS, clicks[:100])
+    during = collect(kafka, RECOMMENDATIONS, lambda v: v["event_id"].startswith(prefix), 100)
+    assert len(during) == 100
+    assert any(r["degraded"] for r in during), "ranked by the fallback while Triton was down"
+    # The supervisor restarts Triton; the worker's breaker closes again by itself.
+    deadline = time.monotonic() + 90
+    while not triton_ready(f"http://{stack.host}:{stack.triton_http_port}", ["scorer"]):
+        assert time.monotonic() < deadline, "Triton was not restarted"
+        time.sleep(1)
+    time.sleep(6)  # past the breaker's cool-down
+    produce_events(kafka, CLICKS, clicks[100:])
+    after = collect(
+        kafka, RECOMMENDATIONS, lambda v: v["event_id"].startswith(prefix), 200, timeout=60
+    )
+    assert len(after) == 200 and len({r["event_id"] for r in after}) == 200
+    late = [r for r in after if r["event_id"] in {c.event_id for c in clicks[150:]}]
+    assert late and not any(r["degraded"] for r in late)
