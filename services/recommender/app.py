@@ -155,6 +155,7 @@ def create_app(
                 pending.append(
                     await recs_topic.send(key=rec.user_id.encode(), value=codec.encode(rec))
                 )
+            await core.write_features(result)
             # Delivered before take_events acknowledges the batch: no offset is
             # committed for a click whose answer is not on the broker.
             await asyncio.gather(*pending)

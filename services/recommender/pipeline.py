@@ -40,6 +40,8 @@ class BatchResult:
     recommendations: list[Recommendation] = field(default_factory=list)
     duplicates: list[ClickEvent] = field(default_factory=list)
     degraded: bool = False
+    # Newest feature row per user of the batch, for :meth:`RecommenderCore.write_features`.
+    features: list[UserFeatures] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,12 @@ class RecommenderCore:
         self.scorer, self.features, self.config = scorer, features, config
 
     async def process(self, batch: Sequence[Click]) -> BatchResult:
+        """Apply a batch to state and rank; the caller publishes, then writes features.
+
+        Features are written after publishing so the feature store's latency is not
+        on the click-to-recommendation path; the batch is acknowledged only after
+        both, so a failed write is retried from Kafka rather than lost.
+        """
         result = BatchResult()
         accepted: list[tuple[Click, UserState]] = []
         for click in batch:
@@ -98,8 +106,7 @@ class RecommenderCore:
                     click, c, scored.scores[row], scored.model_version, degraded, now
                 )
             )
-        if self.features is not None:
-            await self._write_features(accepted)
+        result.features = self._feature_rows(accepted)
         return result
 
     def _recommendation(
@@ -140,7 +147,7 @@ class RecommenderCore:
             return ["trending now"]
         return ["popular with everyone"]
 
-    async def _write_features(self, accepted: list[tuple[Click, UserState]]) -> None:
+    def _feature_rows(self, accepted: list[tuple[Click, UserState]]) -> list[UserFeatures]:
         latest: dict[str, UserFeatures] = {}
         for click, user in accepted:
             ev = click.event
@@ -151,10 +158,15 @@ class RecommenderCore:
                 last_item_id=user.recent[0],
                 recent_items=tuple(user.recent),
             )
-        assert self.features is not None
+        return list(latest.values())
+
+    async def write_features(self, result: BatchResult) -> None:
+        """One feature-store push per batch, retried with backoff, raising if it keeps failing."""
+        if self.features is None or not result.features:
+            return
         for attempt in range(1, FEATURE_WRITE_ATTEMPTS + 1):
             try:
-                await asyncio.to_thread(self.features.push_user_features, list(latest.values()))
+                await asyncio.to_thread(self.features.push_user_features, result.features)
                 return
             except Exception as exc:  # the store's client raises many types
                 if attempt == FEATURE_WRITE_ATTEMPTS:

@@ -124,9 +124,7 @@ def up_detached(settings: StackSettings, timeout: float | None = None) -> dict[s
             return state
         # Give the new process a moment to write its pid file before judging it dead.
         if pid is None and time.monotonic() - launched > 15:
-            raise StackError(
-                f"the stack failed to start; log {log_path}:\n{tail(log_path, 30)}"
-            )
+            raise StackError(f"the stack failed to start; log {log_path}:\n{tail(log_path, 30)}")
         time.sleep(0.3)
     down(settings)
     raise StackError(f"the stack was not ready after {wait_s:.0f}s; see {settings.logs_dir}")

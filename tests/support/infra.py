@@ -55,7 +55,7 @@ def docker_engine_answers() -> bool:
         elif host.startswith("tcp://"):
             import httpx
 
-            reply = httpx.get(f"http://{host[len('tcp://'):]}/_ping", timeout=3).content
+            reply = httpx.get(f"http://{host[len('tcp://') :]}/_ping", timeout=3).content
         else:
             return False
     except OSError:

@@ -108,11 +108,13 @@ def test_scorer_failure_degrades_then_recovers_after_cooldown() -> None:
 def test_features_are_written_once_per_batch_with_the_latest_row_per_user() -> None:
     store = InMemoryFeatureStore()
     core = in_memory_core(features=store)
-    run(
+    result = run(
         core.process(
             [click("e1", "u1", "a", 0), click("e2", "u1", "b", 1), click("e3", "u2", "c", 2)]
         )
     )
+    assert store.get_user_features(["u1"])["u1"] is None  # written only when asked
+    run(core.write_features(result))
     rows = store.get_user_features(["u1", "u2", "nobody"])
     assert rows["u1"] is not None and rows["u1"].click_count == 2
     assert rows["u1"].recent_items[:2] == ("b", "a") and rows["u1"].last_item_id == "b"
@@ -131,6 +133,7 @@ def test_feature_write_failure_propagates_after_retries() -> None:
             return {}
 
     core = in_memory_core(features=Broken())
+    result = run(core.process([click("e1", "u1", "a")]))
     with pytest.raises(ConnectionError):
-        run(core.process([click("e1", "u1", "a")]))
+        run(core.write_features(result))
     assert Broken.calls == 3

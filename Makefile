@@ -1,0 +1,57 @@
+# The README's commands. `make demo` and `make test` each install what they need first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.streamrec-installed
+TOOLS := .tools/triton-venv/.streamrec-ready
+
+.PHONY: install demo test test-unit test-integration lint schemas up down status clean
+
+install: $(STAMP) $(TOOLS)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "StreamRec needs Python 3.11 (got %s); set PYTHON=python3.11" % sys.version.split()[0]'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch is pinned to 2.13.0 in pyproject.toml: that resolves to the CPU wheel.
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+$(TOOLS): $(STAMP)
+	$(PY) -m services.stack.tools install
+
+demo: install
+	$(VENV)/bin/streamrec demo
+
+test: install
+	.ci/services
+	$(PY) -m pytest -q
+
+test-unit: install
+	$(PY) -m pytest -q tests/unit
+
+test-integration: install
+	.ci/services
+	$(PY) -m pytest -q -m integration
+
+lint: install
+	$(VENV)/bin/ruff check services models tests
+	$(VENV)/bin/ruff format --check services models tests
+	$(VENV)/bin/mypy
+
+schemas: install
+	$(PY) -m services.contract.generate
+
+up: install
+	$(VENV)/bin/streamrec up --detach
+
+down:
+	$(VENV)/bin/streamrec down
+
+status:
+	$(VENV)/bin/streamrec status
+
+clean:
+	-$(VENV)/bin/streamrec down
+	rm -rf .run .pytest_cache .mypy_cache .ruff_cache
