@@ -52,7 +52,7 @@ def export_onnx(model: nn.Module, path: Path | None = None) -> bytes:
         torch.onnx.export(
             model,
             (torch.zeros(2, 7, NUM_FEATURES),),
-            buf,
+            buf,  # type: ignore[arg-type]  # the exporter writes to any binary file object
             input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME],
             dynamic_axes={

@@ -55,10 +55,12 @@ def up(detach: bool, workers: int | None) -> None:
             _print_ready(state)
             click.echo("stop it with `streamrec down`")
             return
-        code = run_foreground(
-            settings,
-            on_ready=lambda sup: (_print_ready(sup.state()), click.echo("Ctrl-C stops it")),
-        )
+
+        def on_ready(supervisor: Any) -> None:
+            _print_ready(supervisor.state())
+            click.echo("Ctrl-C stops it")
+
+        code = run_foreground(settings, on_ready=on_ready)
     except (StackError, ToolsMissing) as exc:
         raise click.ClickException(str(exc)) from exc
     sys.exit(code)

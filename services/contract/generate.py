@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Literal
 
 from services.contract.events import SCHEMA_VERSION, TOPIC_MODELS
 
@@ -20,7 +21,9 @@ def schema_for(topic: str) -> dict[str, object]:
     """The JSON Schema a producer to (or consumer of) ``topic`` validates against."""
     model = TOPIC_MODELS[topic]
     # Inputs are described as producers may write them; outputs as we serialise them.
-    mode = "validation" if topic in ("clicks", "items") else "serialization"
+    mode: Literal["validation", "serialization"] = (
+        "validation" if topic in ("clicks", "items") else "serialization"
+    )
     schema = model.model_json_schema(mode=mode)
     if topic == "clicks":
         # Producers may omit event_id: the decoder derives it from topic, partition, offset.

@@ -153,16 +153,17 @@ def read_topic(
                 if idle_timeout is not None and time.monotonic() - last > idle_timeout:
                     return
                 continue
-            if msg.error():
-                if msg.error().code() == KafkaError._PARTITION_EOF:
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
                     continue
-                raise KafkaException(msg.error())
+                raise KafkaException(err)
             last = time.monotonic()
             n += 1
             yield Record(
-                topic=msg.topic(),
-                partition=msg.partition(),
-                offset=msg.offset(),
+                topic=msg.topic() or topic,
+                partition=msg.partition() or 0,
+                offset=msg.offset() or 0,
                 key=msg.key(),
                 value=msg.value(),
                 timestamp_ms=msg.timestamp()[1],

@@ -85,11 +85,15 @@ def create_app(
         web_in_thread=False,
         producer_acks=-1,
     )
-    raw = {"key_serializer": "raw", "value_serializer": "raw"}
-    clicks_topic = app.topic(CLICKS, **raw)
-    items_topic = app.topic(ITEMS, **raw)
-    recs_topic = app.topic(RECOMMENDATIONS, **raw)
-    dlq = {CLICKS: app.topic(CLICKS_DLQ, **raw), ITEMS: app.topic(ITEMS_DLQ, **raw)}
+
+    # Raw bytes both ways: our codec validates and serialises, so a bad message
+    # reaches the agent (and the DLQ) instead of failing inside Faust's decoder.
+    def raw_topic(name: str) -> Any:
+        return app.topic(name, key_serializer="raw", value_serializer="raw")
+
+    clicks_topic, items_topic = raw_topic(CLICKS), raw_topic(ITEMS)
+    recs_topic = raw_topic(RECOMMENDATIONS)
+    dlq = {CLICKS: raw_topic(CLICKS_DLQ), ITEMS: raw_topic(ITEMS_DLQ)}
     users = app.Table("users", partitions=settings.topic_partitions)
 
     metrics = WorkerMetrics()
@@ -131,7 +135,8 @@ def create_app(
         return fut
 
     @app.agent(clicks_topic, supervisor_strategy=CrashingSupervisor)
-    async def process_clicks(stream: faust.StreamT) -> AsyncIterator[None]:
+    # `stream` is a faust Stream; its StreamT protocol does not declare take_events.
+    async def process_clicks(stream: Any) -> AsyncIterator[None]:
         async for events in stream.take_events(settings.batch_max, within=within):
             received = time.monotonic()
             pending: list[Awaitable[Any]] = []
@@ -167,7 +172,7 @@ def create_app(
             yield None
 
     @app.agent(items_topic, supervisor_strategy=CrashingSupervisor)
-    async def process_items(stream: faust.StreamT) -> AsyncIterator[None]:
+    async def process_items(stream: Any) -> AsyncIterator[None]:
         async for events in stream.take_events(settings.batch_max, within=within):
             pending: list[Awaitable[Any]] = []
             for event in events:

@@ -220,3 +220,68 @@ def test_triton_outage_degrades_loses_nothing_and_recovers(stack, kafka, unique)
     assert len(after) == 200 and len({r["event_id"] for r in after}) == 200
     late = [r for r in after if r["event_id"] in {c.event_id for c in clicks[150:]}]
     assert late and not any(r["degraded"] for r in late)
+
+
+def test_cli_produce_and_tail_show_titles_and_reasons(stack, kafka, unique, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    user = f"cli-{unique}"
+    item = {"item_id": f"movie-{unique}", "title": f"The Film {unique}"}
+    produce_events(
+        kafka,
+        ITEMS,
+        [__import__("services.contract.events", fromlist=["ItemEvent"]).ItemEvent(**item)],
+    )
+    # Another user links the new movie to a second one, so our user's answer cites it.
+    lines = [
+        {
+            "event_id": f"cli-{unique}-1",
+            "user_id": f"other-{unique}",
+            "item_id": item["item_id"],
+            "ts": 1_750_000_000_000,
+        },
+        {
+            "event_id": f"cli-{unique}-2",
+            "user_id": f"other-{unique}",
+            "item_id": f"next-{unique}",
+            "ts": 1_750_000_001_000,
+        },
+        {
+            "event_id": f"cli-{unique}-3",
+            "user_id": user,
+            "item_id": item["item_id"],
+            "ts": 1_750_000_002_000,
+        },
+    ]
+    path = tmp_path / "clicks.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    env = stack_env(stack)
+    produced = subprocess.run(
+        [sys.executable, "-m", "services.cli", "produce", str(path), "--topic", "clicks"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert produced.returncode == 0, produced.stderr
+    assert "sent 3 records to clicks" in produced.stdout
+    tailed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "tail",
+            "--user",
+            user,
+            "--count",
+            "1",
+            "--from-beginning",
+            "--idle",
+            "30",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert tailed.returncode == 0, tailed.stderr
+    assert f"user {user}" in tailed.stdout
+    assert f"because you clicked «The Film {unique}»" in tailed.stdout
