@@ -1,0 +1,130 @@
+"""The LLM scorer: a small transformer over the user's recent items, seen through their
+language-model embeddings, fused with collaborative side features.
+
+Items enter only as their (frozen) 384-d MiniLM text embeddings, never as learned ids, so
+an item nobody has clicked yet is scored from its text alone: that is how cold start works.
+Side features (co-visitation, popularity, trending, segment affinity) carry the
+collaborative signal; they are zero for a brand-new item.
+
+Per request (1 user, H history items, C candidates) the cost is ``2·(H+C)·384·d`` for the
+projections (7.4 MFLOP), about ``n_layers·(H+1)·(24·d² + 4·(H+1)·d)`` for the encoder
+(5.6 MFLOP a layer) and ``2·C·d`` for the dot products: with d=64, H=50, C=100 and 2
+layers, 18.8 MFLOP (:func:`flops_per_request`), i.e. 38 GFLOP/s at 2,000 clicks/s.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+EMBEDDING_DIM = 384
+SIDE_FEATURES: tuple[str, ...] = ("covisitation", "popularity", "trending", "segment_affinity")
+
+# ONNX / Triton tensor names.
+INPUTS = ("HISTORY", "HISTORY_MASK", "CANDIDATES", "SIDE")
+OUTPUT = "SCORES"
+
+
+@dataclass(frozen=True)
+class RankerConfig:
+    embedding_dim: int = EMBEDDING_DIM
+    d_model: int = 64
+    n_heads: int = 2
+    n_layers: int = 2
+    max_history: int = 50
+    n_side: int = len(SIDE_FEATURES)
+    dropout: float = 0.1
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+def flops_per_request(cfg: RankerConfig, history: int = 50, candidates: int = 100) -> int:
+    """Multiply-adds ×2 for one user with ``history`` items and ``candidates`` candidates."""
+    d, h = cfg.d_model, history + 1  # +1: the user token
+    projections = 2 * (history + candidates) * cfg.embedding_dim * d
+    attention = 2 * h * (4 * d * d) + 2 * 2 * h * h * d  # q,k,v,o projections + scores, mix
+    feed_forward = 2 * h * (2 * d * 4 * d)
+    side = 2 * candidates * (cfg.n_side * 16 + 16)
+    dots = 2 * candidates * d
+    return projections + cfg.n_layers * (attention + feed_forward) + side + dots
+
+
+class _Block(nn.Module):
+    """Pre-norm self-attention block written out with matmuls: it exports cleanly to ONNX
+    and TensorRT, where nn.TransformerEncoder's fused fast path does not."""
+
+    def __init__(self, d: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.heads, self.d_head = heads, d // heads
+        self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.out = nn.Linear(d, d)
+        self.ff = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        b, n, d = x.shape
+        q, k, v = self.qkv(self.norm1(x)).chunk(3, dim=-1)
+        q = q.reshape(b, n, self.heads, self.d_head).transpose(1, 2)
+        k = k.reshape(b, n, self.heads, self.d_head).transpose(1, 2)
+        v = v.reshape(b, n, self.heads, self.d_head).transpose(1, 2)
+        att = (q @ k.transpose(-2, -1)) / math.sqrt(self.d_head) + bias[:, None, None, :]
+        mixed = (att.softmax(dim=-1) @ v).transpose(1, 2).reshape(b, n, d)
+        x = x + self.drop(self.out(mixed))
+        return x + self.drop(self.ff(self.norm2(x)))
+
+
+class SequenceRanker(nn.Module):
+    """scores[b, c] for candidates ``CANDIDATES[b, c]`` given ``HISTORY[b, :]``.
+
+    HISTORY [B, H, 384] most recent first; HISTORY_MASK [B, H] 1 for real items;
+    CANDIDATES [B, C, 384]; SIDE [B, C, n_side]. H ≤ max_history, any C.
+    """
+
+    def __init__(self, cfg: RankerConfig = RankerConfig()) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.d_model
+        self.item_proj = nn.Sequential(nn.Linear(cfg.embedding_dim, d), nn.LayerNorm(d))
+        self.position = nn.Parameter(torch.zeros(cfg.max_history + 1, d))
+        # A user token is always present, so an empty history still yields a finite score.
+        self.user_token = nn.Parameter(torch.zeros(1, 1, d))
+        self.blocks = nn.ModuleList(
+            _Block(d, cfg.n_heads, cfg.dropout) for _ in range(cfg.n_layers)
+        )
+        self.norm = nn.LayerNorm(d)
+        self.user_out = nn.Linear(d, d)
+        self.side = nn.Sequential(nn.Linear(cfg.n_side, 16), nn.GELU(), nn.Linear(16, 1))
+        self.text_weight = nn.Parameter(torch.tensor(1.0))
+        nn.init.normal_(self.position, std=0.02)
+        nn.init.normal_(self.user_token, std=0.02)
+
+    def user_vector(self, history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, h, _ = history.shape
+        tokens = torch.cat([self.user_token.expand(b, 1, -1), self.item_proj(history)], dim=1)
+        tokens = tokens + self.position[: h + 1]
+        valid = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
+        bias = (1.0 - valid) * -1e4  # padded items get (almost) no attention
+        for block in self.blocks:
+            tokens = block(tokens, bias)
+        return self.user_out(self.norm(tokens[:, 0]))
+
+    def score_items(
+        self, user: torch.Tensor, candidates: torch.Tensor, side: torch.Tensor
+    ) -> torch.Tensor:
+        items = self.item_proj(candidates)
+        semantic = (user[:, None, :] * items).sum(-1) / math.sqrt(self.cfg.d_model)
+        return self.text_weight * semantic + self.side(side).squeeze(-1)
+
+    def forward(
+        self,
+        history: torch.Tensor,
+        history_mask: torch.Tensor,
+        candidates: torch.Tensor,
+        side: torch.Tensor,
+    ) -> torch.Tensor:
+        return self.score_items(self.user_vector(history, history_mask), candidates, side)

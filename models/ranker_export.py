@@ -1,0 +1,82 @@
+"""Export the sequence ranker to ONNX (dynamic batch, history and candidate axes).
+
+python -m models.ranker_export CHECKPOINT.safetensors OUT/model.onnx
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+
+from models.ranker import INPUTS, OUTPUT, SequenceRanker
+
+OPSET = 17
+
+
+def example_inputs(
+    model: SequenceRanker, batch: int = 2, history: int = 7, candidates: int = 11
+) -> tuple[torch.Tensor, ...]:
+    cfg = model.cfg
+    mask = torch.ones(batch, history)
+    mask[0, history // 2 :] = 0.0  # exercise padding in the traced graph
+    return (
+        torch.randn(batch, history, cfg.embedding_dim),
+        mask,
+        torch.randn(batch, candidates, cfg.embedding_dim),
+        torch.randn(batch, candidates, cfg.n_side),
+    )
+
+
+def export_onnx(model: SequenceRanker, path: Path | None = None) -> bytes:
+    model.eval()
+    buf = io.BytesIO()
+    axes = {
+        "HISTORY": {0: "batch", 1: "history"},
+        "HISTORY_MASK": {0: "batch", 1: "history"},
+        "CANDIDATES": {0: "batch", 1: "candidates"},
+        "SIDE": {0: "batch", 1: "candidates"},
+        OUTPUT: {0: "batch", 1: "candidates"},
+    }
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated in favour of dynamo, which needs
+        # onnxscript (not installed); this graph has no control flow, so both agree.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.onnx.export(
+            model,
+            example_inputs(model),
+            buf,  # type: ignore[arg-type]  # the exporter writes to any binary file object
+            input_names=list(INPUTS),
+            output_names=[OUTPUT],
+            dynamic_axes=axes,
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    data = buf.getvalue()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    return data
+
+
+def main(argv: list[str] | None = None) -> int:
+    from models.ranker_training import RankerRecommender
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("output", type=Path)
+    args = parser.parse_args(argv)
+    export_onnx(RankerRecommender.load_model(args.checkpoint), args.output)
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
