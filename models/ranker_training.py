@@ -132,9 +132,11 @@ class RankerRecommender:
     def __init__(
         self,
         item_embeddings: np.ndarray,
-        cfg: RankerConfig = RankerConfig(),
-        train_cfg: TrainConfig = TrainConfig(),
+        cfg: RankerConfig | None = None,
+        train_cfg: TrainConfig | None = None,
     ) -> None:
+        cfg = cfg or RankerConfig()
+        train_cfg = train_cfg or TrainConfig()
         self.embeddings = torch.from_numpy(np.ascontiguousarray(item_embeddings, np.float32))
         self.n_items = item_embeddings.shape[0]
         self.cfg, self.train_cfg = cfg, train_cfg
