@@ -13,32 +13,35 @@ from pathlib import Path
 
 import torch
 
-from models.ranker import INPUTS, OUTPUT, SequenceRanker
+from models.ranker import OUTPUT, SERVING_INPUTS, IndexedRanker, SequenceRanker
 
 OPSET = 17
 
 
 def example_inputs(
-    model: SequenceRanker, batch: int = 2, history: int = 7, candidates: int = 11
+    model: SequenceRanker, batch: int = 2, history: int = 7, candidates: int = 11, items: int = 13
 ) -> tuple[torch.Tensor, ...]:
+    """Inputs of the served (indexed) form, with some history padding."""
     cfg = model.cfg
-    mask = torch.ones(batch, history)
-    mask[0, history // 2 :] = 0.0  # exercise padding in the traced graph
+    history_idx = torch.randint(0, items, (batch, history), dtype=torch.int32)
+    history_idx[0, history // 2 :] = -1
     return (
-        torch.randn(batch, history, cfg.embedding_dim),
-        mask,
-        torch.randn(batch, candidates, cfg.embedding_dim),
+        torch.randn(items, cfg.embedding_dim),
+        history_idx,
+        torch.randint(0, items, (batch, candidates), dtype=torch.int32),
         torch.randn(batch, candidates, cfg.n_side),
     )
 
 
 def export_onnx(model: SequenceRanker, path: Path | None = None) -> bytes:
+    """The served form (:class:`IndexedRanker`) as ONNX, dynamic on every axis."""
     model.eval()
+    served = IndexedRanker(model).eval()
     buf = io.BytesIO()
     axes = {
-        "HISTORY": {0: "batch", 1: "history"},
-        "HISTORY_MASK": {0: "batch", 1: "history"},
-        "CANDIDATES": {0: "batch", 1: "candidates"},
+        "ITEMS": {0: "items"},
+        "HISTORY_IDX": {0: "batch", 1: "history"},
+        "CANDIDATE_IDX": {0: "batch", 1: "candidates"},
         "SIDE": {0: "batch", 1: "candidates"},
         OUTPUT: {0: "batch", 1: "candidates"},
     }
@@ -48,10 +51,10 @@ def export_onnx(model: SequenceRanker, path: Path | None = None) -> bytes:
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(
-            model,
+            served,
             example_inputs(model),
             buf,  # type: ignore[arg-type]  # the exporter writes to any binary file object
-            input_names=list(INPUTS),
+            input_names=list(SERVING_INPUTS),
             output_names=[OUTPUT],
             dynamic_axes=axes,
             opset_version=OPSET,

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from models.ranker import INPUTS, OUTPUT, RankerConfig, SequenceRanker, flops_per_request
+from models.ranker import (
+    OUTPUT,
+    SERVING_INPUTS,
+    IndexedRanker,
+    RankerConfig,
+    SequenceRanker,
+    flops_per_request,
+)
 from models.ranker_export import example_inputs, export_onnx
 from models.ranker_training import RankerRecommender, SideFeatures, TrainConfig, ndcg_at_10
 from models.serving import OnnxModel
@@ -83,7 +90,8 @@ def test_checkpoint_is_safetensors_and_round_trips(tmp_path: Path) -> None:
     loaded = RankerRecommender.load_model(path)
     inputs = example_inputs(loaded)
     with torch.no_grad():
-        assert torch.allclose(loaded(*inputs), rec.model.eval()(*inputs), atol=1e-6)
+        got = IndexedRanker(loaded)(*inputs)
+        assert torch.allclose(got, IndexedRanker(rec.model.eval())(*inputs), atol=1e-6)
 
 
 def test_side_features_match_the_online_covisitation_definition() -> None:
@@ -97,15 +105,29 @@ def test_side_features_match_the_online_covisitation_definition() -> None:
     assert feats[0, 1] == pytest.approx(np.log1p(1.0))
 
 
+def test_indexed_form_equals_the_direct_form() -> None:
+    model = SequenceRanker(SMALL).eval()
+    items, hidx, cidx, side = example_inputs(model, batch=3, history=6, candidates=5, items=9)
+    mask = (hidx >= 0).float()
+    with torch.no_grad():
+        direct = model(
+            items[hidx.clamp(min=0).long()] * mask[..., None], mask, items[cidx.long()], side
+        )
+        indexed = IndexedRanker(model)(items, hidx, cidx, side)
+    assert torch.allclose(direct, indexed, atol=1e-6)
+
+
 def test_onnx_export_matches_torch_with_dynamic_axes(tmp_path: Path) -> None:
     model = SequenceRanker(RankerConfig()).eval()
     path = tmp_path / "ranker.onnx"
     export_onnx(model, path)
-    onnx_model = OnnxModel(path, INPUTS, (OUTPUT,))
-    for batch, history, candidates in ((1, 1, 1), (4, 50, 100), (3, 9, 37)):
-        inputs = example_inputs(model, batch, history, candidates)
+    onnx_model = OnnxModel(path, SERVING_INPUTS, (OUTPUT,))
+    served = IndexedRanker(model).eval()
+    for batch, history, candidates, items in ((1, 1, 1, 1), (4, 50, 100, 300), (3, 9, 37, 20)):
+        inputs = example_inputs(model, batch, history, candidates, items)
         with torch.no_grad():
-            expected = model(*inputs).numpy()
-        got = onnx_model.run({n: t.numpy() for n, t in zip(INPUTS, inputs, strict=True)})[OUTPUT]
+            expected = served(*inputs).numpy()
+        feeds = {n: t.numpy() for n, t in zip(SERVING_INPUTS, inputs, strict=True)}
+        got = onnx_model.run(feeds)[OUTPUT]
         assert got.shape == (batch, candidates)
         assert np.max(np.abs(got - expected)) <= 1e-4
