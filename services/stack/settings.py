@@ -30,7 +30,7 @@ class StackSettings(BaseSettings):
     run_dir: Path = REPO_ROOT / ".run"
     tools_dir: Path = REPO_ROOT / ".tools"
     model_repository: Path = REPO_ROOT / "triton_models"
-    triton_models: tuple[str, ...] = ("scorer",)
+    triton_models: tuple[str, ...] = ("scorer", "item_encoder")
     startup_timeout_s: float = 120.0
     max_restarts: int = Field(default=5, description="per component, within restart_window_s")
     restart_window_s: float = 300.0

@@ -175,7 +175,8 @@ def test_status_cli_reports_every_component_healthy(stack) -> None:  # type: ign
         "worker-0": "healthy",
     }
     assert report["topics"][CLICKS] == stack.topic_partitions
-    assert any(m["name"] == "scorer" and m.get("state") == "READY" for m in report["models"])
+    ready = {m["name"] for m in report["models"] if m.get("state") == "READY"}
+    assert {"scorer", "item_encoder"} <= ready
 
 
 def test_scorer_smoke_client_passes_against_the_served_model(stack) -> None:  # type: ignore[no-untyped-def]
