@@ -100,6 +100,11 @@ class TrainConfig:
     weight_decay: float = 0.01
     patience: int = 3
     side_dropout: float = 0.15
+    # Share of negatives drawn ∝ popularity^0.75 instead of uniformly. Full ranking pits
+    # every target against the popular items; uniform negatives are mostly obscure ones,
+    # so a model trained only on them learns too low a prior for an item without stats
+    # (a brand-new item) and never ranks one.
+    popular_negatives: float = 0.5
     seed: int = 0
     progress: bool = True
     threads: int | None = None
@@ -208,7 +213,7 @@ class RankerRecommender:
         assert self.side is not None
         histories = [h for h, _ in chosen]
         targets = np.array([t for _, t in chosen])
-        negs = rng.integers(0, self.n_items, size=(len(chosen), self.train_cfg.negatives))
+        negs = self._negatives(rng, len(chosen))
         cand_ids = np.concatenate([targets[:, None], negs], axis=1)
         hist, mask = _histories_tensor(histories, self.embeddings, self.cfg.max_history)
         all_side = self.side.for_histories(histories)  # [B, n_items, 4]
@@ -221,6 +226,19 @@ class RankerRecommender:
         # A sampled negative that equals the target is not a negative.
         logits[:, 1:] = logits[:, 1:].masked_fill(torch.from_numpy(negs == targets[:, None]), -1e4)
         return loss_fn(logits, torch.zeros(len(chosen), dtype=torch.long))
+
+    def _negatives(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        assert self.side is not None
+        k = self.train_cfg.negatives
+        n_pop = int(round(k * self.train_cfg.popular_negatives))
+        uniform = rng.integers(0, self.n_items, size=(n, k - n_pop))
+        if n_pop == 0:
+            return uniform
+        weights = self.side.popularity.astype(np.float64) ** 0.75
+        if weights.sum() == 0:
+            return rng.integers(0, self.n_items, size=(n, k))
+        popular = rng.choice(self.n_items, size=(n, n_pop), p=weights / weights.sum())
+        return np.concatenate([uniform, popular], axis=1)
 
     # -- scoring --------------------------------------------------------------------------
 
