@@ -10,19 +10,17 @@ and checked for parity against torch.
 from __future__ import annotations
 
 import argparse
-import io
 import sys
-import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from models import onnx_export
 from models.candidate_features import BASELINE_WEIGHTS, NUM_FEATURES
 
 INPUT_NAME = "FEATURES"  # [batch, candidates, NUM_FEATURES] float32
 OUTPUT_NAME = "SCORES"  # [batch, candidates] float32
-OPSET = 17
 
 
 class LinearScorer(nn.Module):
@@ -43,32 +41,15 @@ class LinearScorer(nn.Module):
 
 def export_onnx(model: nn.Module, path: Path | None = None) -> bytes:
     """Export to ONNX with dynamic batch and candidate axes; write to ``path`` if given."""
-    model.eval()
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        # The TorchScript exporter is deprecated in favour of dynamo, which needs
-        # onnxscript; this graph is a single Gemm and exports identically either way.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(
-            model,
-            (torch.zeros(2, 7, NUM_FEATURES),),
-            buf,  # type: ignore[arg-type]  # the exporter writes to any binary file object
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={
-                INPUT_NAME: {0: "batch", 1: "candidates"},
-                OUTPUT_NAME: {0: "batch", 1: "candidates"},
-            },
-            opset_version=OPSET,
-            dynamo=False,
-        )
-    data = buf.getvalue()
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
-    return data
+    axes = {"batch": 0, "candidates": 1}
+    return onnx_export.export(
+        model,
+        (torch.zeros(2, 7, NUM_FEATURES),),
+        [INPUT_NAME],
+        [OUTPUT_NAME],
+        {name: {i: n for n, i in axes.items()} for name in (INPUT_NAME, OUTPUT_NAME)},
+        path,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

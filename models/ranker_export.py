@@ -6,16 +6,13 @@ python -m models.ranker_export CHECKPOINT.safetensors OUT/model.onnx
 from __future__ import annotations
 
 import argparse
-import io
 import sys
-import warnings
 from pathlib import Path
 
 import torch
 
+from models import onnx_export
 from models.ranker import OUTPUT, SERVING_INPUTS, IndexedRanker, SequenceRanker
-
-OPSET = 17
 
 
 def example_inputs(
@@ -36,8 +33,6 @@ def example_inputs(
 def export_onnx(model: SequenceRanker, path: Path | None = None) -> bytes:
     """The served form (:class:`IndexedRanker`) as ONNX, dynamic on every axis."""
     model.eval()
-    served = IndexedRanker(model).eval()
-    buf = io.BytesIO()
     axes = {
         "ITEMS": {0: "items"},
         "HISTORY_IDX": {0: "batch", 1: "history"},
@@ -45,28 +40,9 @@ def export_onnx(model: SequenceRanker, path: Path | None = None) -> bytes:
         "SIDE": {0: "batch", 1: "candidates"},
         OUTPUT: {0: "batch", 1: "candidates"},
     }
-    with warnings.catch_warnings():
-        # The TorchScript exporter is deprecated in favour of dynamo, which needs
-        # onnxscript (not installed); this graph has no control flow, so both agree.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        torch.onnx.export(
-            served,
-            example_inputs(model),
-            buf,  # type: ignore[arg-type]  # the exporter writes to any binary file object
-            input_names=list(SERVING_INPUTS),
-            output_names=[OUTPUT],
-            dynamic_axes=axes,
-            opset_version=OPSET,
-            dynamo=False,
-        )
-    data = buf.getvalue()
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
-    return data
+    return onnx_export.export(
+        IndexedRanker(model), example_inputs(model), SERVING_INPUTS, [OUTPUT], axes, path
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -230,7 +230,7 @@ class RankerRecommender:
     def _negatives(self, rng: np.random.Generator, n: int) -> np.ndarray:
         assert self.side is not None
         k = self.train_cfg.negatives
-        n_pop = int(round(k * self.train_cfg.popular_negatives))
+        n_pop = round(k * self.train_cfg.popular_negatives)
         uniform = rng.integers(0, self.n_items, size=(n, k - n_pop))
         if n_pop == 0:
             return uniform
