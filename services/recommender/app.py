@@ -26,6 +26,7 @@ from services.recommender.pipeline import Click, RankingConfig, RecommenderCore
 from services.recommender.scorer import CircuitBreaker, LinearScorer, Scorer
 from services.recommender.settings import WorkerSettings
 from services.recommender.state import InMemoryUserStateStore, ItemStats, UserState
+from services.recommender.transport import App as StreamRecFaustApp
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ def create_app(
 ) -> faust.App:
     """Build the worker app; ``scorer`` and ``features`` are injected (Triton and Feast in prod)."""
     kafka = settings.kafka
-    app = faust.App(
+    app = StreamRecFaustApp(
         settings.app_id,
         broker=kafka.faust_broker_url(),
         broker_credentials=kafka.faust_credentials(),
@@ -85,6 +86,7 @@ def create_app(
         web_in_thread=False,
         producer_acks=-1,
     )
+    app.fetch_max_wait_ms = settings.fetch_max_wait_ms
 
     # Raw bytes both ways: our codec validates and serialises, so a bad message
     # reaches the agent (and the DLQ) instead of failing inside Faust's decoder.

@@ -27,6 +27,11 @@ class WorkerSettings(BaseSettings):
     worker_web_host: str = "127.0.0.1"
     worker_web_port: int = 6066
     worker_data_dir: Path = REPO_ROOT / ".run" / "worker-0"
+    fetch_max_wait_ms: int = Field(
+        default=100,
+        ge=20,
+        description="longest a consumer fetch waits for data (Faust's own default is 1,500)",
+    )
     batch_max: int = Field(default=256, description="clicks per micro-batch at most")
     batch_ms: float = Field(default=10.0, description="wait at most this long to fill a batch")
     top_k: int = 10
