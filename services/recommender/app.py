@@ -191,15 +191,19 @@ def create_app(
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
         assignment = app.consumer.assignment() if app.consumer else set()
+        # Ready means consuming: the web server starts after table recovery, which can be
+        # before this worker holds any `clicks` partition (a rebalance still under way).
+        ready = any(tp.topic == CLICKS for tp in assignment)
         return web.json(
             {
-                "status": "ok",
+                "status": "ok" if ready else "starting",
                 "assigned_partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in assignment),
                 "scorer_breaker_open": breaker.is_open,
                 "catalog_items": len(catalog),
                 "users_in_memory": len(users.data),
                 **asdict(metrics),
-            }
+            },
+            status=200 if ready else 503,
         )
 
     return app
