@@ -20,8 +20,10 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from models.candidate_features import FEATURE_NAMES
+
 EMBEDDING_DIM = 384
-SIDE_FEATURES: tuple[str, ...] = ("covisitation", "popularity", "trending", "segment_affinity")
+SIDE_FEATURES: tuple[str, ...] = FEATURE_NAMES
 
 # ONNX tensor names of SequenceRanker.
 INPUTS = ("HISTORY", "HISTORY_MASK", "CANDIDATES", "SIDE")
