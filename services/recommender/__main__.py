@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     from services.recommender.app import create_app
+    from services.recommender.encoder import TritonItemEncoder
     from services.recommender.scorer import TritonScorer
 
     features = None
@@ -32,7 +33,10 @@ def main(argv: list[str] | None = None) -> int:
 
         features = FeastFeatureStore(FeatureSettings())
     scorer = TritonScorer(settings.triton_url, settings.scorer_model, settings.scorer_timeout_s)
-    app = create_app(settings, scorer=scorer, features=features)
+    encoder = TritonItemEncoder(
+        settings.triton_url, settings.encoder_model, settings.encoder_timeout_s
+    )
+    app = create_app(settings, scorer=scorer, features=features, encoder=encoder)
     # Faust parses its own command line; hand it the worker command only.
     sys.argv = [sys.argv[0], "worker", "--loglevel", settings.log_level]
     app.main()

@@ -21,9 +21,12 @@ from mode import CrashingSupervisor
 from services.contract import codec
 from services.contract.events import CLICKS, CLICKS_DLQ, ITEMS, ITEMS_DLQ, RECOMMENDATIONS
 from services.features.store import OnlineFeatureStore
-from services.recommender.catalog import Catalog
+from services.recommender.catalog import Catalog, CatalogUpdater
+from services.recommender.embeddings import EmbeddingIndex
+from services.recommender.encoder import ItemEncoder
 from services.recommender.pipeline import Click, RankingConfig, RecommenderCore
 from services.recommender.scorer import CircuitBreaker, LinearScorer, Scorer
+from services.recommender.segments import SegmentConfig, UserSegmenter
 from services.recommender.settings import WorkerSettings
 from services.recommender.state import InMemoryUserStateStore, ItemStats, UserState
 from services.recommender.transport import App as StreamRecFaustApp
@@ -66,8 +69,11 @@ def create_app(
     settings: WorkerSettings,
     scorer: Scorer | None = None,
     features: OnlineFeatureStore | None = None,
+    encoder: ItemEncoder | None = None,
 ) -> faust.App:
-    """Build the worker app; ``scorer`` and ``features`` are injected (Triton and Feast in prod)."""
+    """Build the worker app; the scorer, feature store and item encoder are injected
+    (Triton and Feast in production; without an encoder items are ranked by
+    collaborative features only)."""
     kafka = settings.kafka
     app = StreamRecFaustApp(
         settings.app_id,
@@ -100,6 +106,8 @@ def create_app(
 
     metrics = WorkerMetrics()
     catalog = Catalog()
+    embeddings = EmbeddingIndex()
+    updater = CatalogUpdater(catalog, embeddings, encoder)
     stats = ItemStats()
     breaker = CircuitBreaker(
         scorer or LinearScorer(), LinearScorer(), cooldown_s=settings.breaker_cooldown_s
@@ -115,7 +123,10 @@ def create_app(
             max_candidates=settings.max_candidates,
             recent_items=settings.recent_items,
             seen_limit=settings.seen_limit,
+            diversity=settings.diversity,
         ),
+        embeddings=embeddings,
+        segments=UserSegmenter(SegmentConfig(n_segments=settings.segments)),
     )
     app.streamrec_core = core  # type: ignore[attr-defined]  # for tests and the health page
     app.streamrec_metrics = metrics  # type: ignore[attr-defined]
@@ -177,16 +188,26 @@ def create_app(
     async def process_items(stream: Any) -> AsyncIterator[None]:
         async for events in stream.take_events(settings.batch_max, within=within):
             pending: list[Awaitable[Any]] = []
+            items = []
             for event in events:
                 try:
                     item = codec.decode_item(event.value, max_bytes=settings.max_value_bytes)
                 except codec.EventDecodeError as exc:
                     pending.append(await dead_letter(event, exc.reason))
                     continue
-                catalog.upsert(item)
-                metrics.items += 1
+                items.append(item)
+            # Embedded before the batch is acknowledged, so a new item is recommendable
+            # (by its text) as soon as its offset is committed; if the encoder is down
+            # the items wait in `updater.pending` and the timer below retries them.
+            await updater.apply(items)
+            metrics.items += len(items)
             await asyncio.gather(*pending)
             yield None
+
+    @app.timer(interval=settings.encoder_retry_s)
+    async def retry_pending_items() -> None:
+        if updater.pending:
+            await updater.flush()
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
@@ -200,6 +221,8 @@ def create_app(
                 "assigned_partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in assignment),
                 "scorer_breaker_open": breaker.is_open,
                 "catalog_items": len(catalog),
+                "embedded_items": len(embeddings),
+                "items_pending_embedding": len(updater.pending),
                 "users_in_memory": len(users.data),
                 **asdict(metrics),
             },
@@ -210,7 +233,10 @@ def create_app(
 
 
 def in_memory_core(
-    scorer: Scorer | None = None, features: OnlineFeatureStore | None = None
+    scorer: Scorer | None = None,
+    features: OnlineFeatureStore | None = None,
+    embeddings: EmbeddingIndex | None = None,
+    config: RankingConfig | None = None,
 ) -> RecommenderCore:
     """A core with in-memory state, for unit tests and offline replays."""
     return RecommenderCore(
@@ -219,4 +245,7 @@ def in_memory_core(
         catalog=Catalog(),
         scorer=CircuitBreaker(scorer or LinearScorer(), LinearScorer()),
         features=features,
+        config=config or RankingConfig(),
+        embeddings=embeddings,
+        segments=UserSegmenter(),
     )

@@ -1,8 +1,15 @@
-"""Candidate generation: co-visitation neighbours, trending and popular items, minus seen."""
+"""Candidate generation: the union of several sources, minus what the user has seen.
+
+Sources, each with a share of the list so no single one crowds the others out:
+co-visitation neighbours of the user's recent items (what people clicked next), items
+whose text is nearest the user's embedding (how new items get in before anyone clicks
+them), the user's segment's favourites, then trending and popular items to fill.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -10,48 +17,100 @@ import numpy as np
 from models.candidate_features import NUM_FEATURES
 from services.recommender.state import ItemStats, UserState
 
+# Shares of the candidate list per source; whatever a source leaves unused is filled
+# by trending and popular items, then by more co-visitation neighbours.
+COVIS_SHARE, SEMANTIC_SHARE, SEGMENT_SHARE = 0.5, 0.25, 0.15
+
 
 @dataclass
 class Candidates:
-    """One click's candidates, their feature rows and why each was proposed."""
+    """One click's candidates, their feature rows and the evidence behind each."""
 
     items: list[str] = field(default_factory=list)
     features: np.ndarray = field(default_factory=lambda: np.zeros((0, NUM_FEATURES), np.float32))
-    sources: list[tuple[str, str | None]] = field(default_factory=list)  # (kind, source item)
+    sources: list[set[str]] = field(default_factory=list)
+    covis_source: list[str | None] = field(default_factory=list)  # strongest co-visited click
 
 
-def generate(user: UserState, stats: ItemStats, limit: int) -> Candidates:
+@dataclass(frozen=True)
+class SegmentView:
+    """What candidate generation needs of the user's segment (None: segments are off)."""
+
+    segment: int
+    favourites: Sequence[str]
+    affinity: Callable[[str], float]  # item -> log1p decayed clicks by the segment
+
+
+def generate(
+    user: UserState,
+    stats: ItemStats,
+    limit: int,
+    semantic: Sequence[tuple[str, float]] = (),
+    segment: SegmentView | None = None,
+) -> Candidates:
     seen = set(user.seen)
-    chosen: dict[str, tuple[str, str | None]] = {}
-    neighbours = stats.neighbours(user.recent, limit * 2)
-    for item, (_, source) in neighbours.items():
-        if item not in seen and len(chosen) < limit:
-            chosen[item] = ("covisitation", source)
-    # Trending and popular items fill the list, so new users get an answer too.
+    chosen: dict[str, set[str]] = {}
+
+    def offer(item: str, source: str, cap: int) -> bool:
+        """Add ``item`` from ``source`` (or just tag it); False once the cap is reached."""
+        if item in seen:
+            return True
+        if item in chosen:
+            chosen[item].add(source)
+            return True
+        if len(chosen) >= cap:
+            return False
+        chosen[item] = {source}
+        return True
+
+    neighbours = stats.neighbours(user.recent, limit)
+    covis_items = list(neighbours)
+    taken = 0
+    for item in covis_items:
+        if not offer(item, "covisitation", round(limit * COVIS_SHARE)):
+            break
+        taken += 1
+    cap = len(chosen) + round(limit * SEMANTIC_SHARE)
+    for item, _ in semantic:
+        if not offer(item, "semantic", cap):
+            break
+    if segment is not None:
+        cap = len(chosen) + round(limit * SEGMENT_SHARE)
+        for item in segment.favourites:
+            if not offer(item, "segment", cap):
+                break
     for kind, pool in (
         ("trending", stats.top_trending(limit + len(seen))),
         ("popular", stats.top_popular(limit + len(seen))),
+        ("covisitation", covis_items[taken:]),
     ):
         for item in pool:
-            if len(chosen) >= limit:
+            if not offer(item, kind, limit):
                 break
-            if item not in seen and item not in chosen:
-                chosen[item] = (kind, None)
     items = list(chosen)
     feats = np.zeros((len(items), NUM_FEATURES), np.float32)
+    affinity = segment.affinity if segment is not None else _no_affinity
     for i, item in enumerate(items):
-        covis = neighbours.get(item, (0.0, ""))[0]
         feats[i] = (
-            math.log1p(covis),
+            math.log1p(neighbours.get(item, (0.0, ""))[0]),
             math.log1p(stats.popularity.get(item, 0)),
             math.log1p(stats.trending(item)),
+            affinity(item),
         )
-    return Candidates(items=items, features=feats, sources=[chosen[i] for i in items])
+    return Candidates(
+        items=items,
+        features=feats,
+        sources=[chosen[i] for i in items],
+        covis_source=[neighbours[i][1] if i in neighbours else None for i in items],
+    )
 
 
-def pad(batch: list[Candidates]) -> np.ndarray:
-    """Stack candidate features into one [batch, max_candidates, F] tensor (zeros pad)."""
-    width = max((len(c.items) for c in batch), default=0) or 1
+def _no_affinity(item: str) -> float:
+    return 0.0
+
+
+def pad_features(batch: Sequence[Candidates], width: int) -> np.ndarray:
+    """Stack candidate features into one [batch, width, F] tensor (zeros pad)."""
     out = np.zeros((len(batch), width, NUM_FEATURES), np.float32)
     for i, c in enumerate(batch):
         out[i, : len(c.items)] = c.features

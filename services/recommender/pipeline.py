@@ -13,14 +13,21 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
+from typing import Protocol
 
 import numpy as np
 
+from models.candidate_features import model_side
+from models.serving import RankRequest
 from services.contract.events import ClickEvent, Recommendation, RecommendedItem
 from services.features.store import OnlineFeatureStore, UserFeatures
 from services.recommender import candidates as cand
 from services.recommender.catalog import Catalog
-from services.recommender.scorer import CircuitBreaker
+from services.recommender.embeddings import EmbeddingIndex
+from services.recommender.explain import Evidence, reasons
+from services.recommender.rerank import mmr
+from services.recommender.scorer import CircuitBreaker, ScoringBatch
 from services.recommender.state import ItemStats, UserState, UserStateStore
 
 log = logging.getLogger(__name__)
@@ -33,6 +40,16 @@ class Click:
     event: ClickEvent
     partition: int
     received_at: float  # time.monotonic() when the worker took the message
+
+
+@dataclass(frozen=True)
+class _Accepted:
+    """A new click and its user as they were right after it."""
+
+    click: Click
+    user: UserState
+    vector: np.ndarray  # the user's embedding (mean of recent items' text embeddings)
+    segment: int | None
 
 
 @dataclass
@@ -48,8 +65,23 @@ class BatchResult:
 class RankingConfig:
     top_k: int = 10
     max_candidates: int = 100
-    recent_items: int = 50
+    recent_items: int = 50  # also the ranker's history length (RankerConfig.max_history)
     seen_limit: int = 2000
+    # MMR weight of diversity against the ranker's score (0: pure score order); see
+    # docs/BENCHMARKS.md for the NDCG cost of the default.
+    diversity: float = 0.3
+
+
+class Segmenter(Protocol):
+    """Online user segments (services/recommender/segments.py)."""
+
+    def assign(self, user_vector: np.ndarray) -> int: ...
+
+    def observe(self, segment: int, item_id: str, ts: float) -> None: ...
+
+    def favourites(self, segment: int, n: int) -> list[str]: ...
+
+    def affinity(self, segment: int, item_id: str) -> float: ...
 
 
 class RecommenderCore:
@@ -61,9 +93,13 @@ class RecommenderCore:
         scorer: CircuitBreaker,
         features: OnlineFeatureStore | None,
         config: RankingConfig = RankingConfig(),
+        embeddings: EmbeddingIndex | None = None,
+        segments: Segmenter | None = None,
     ) -> None:
         self.users, self.stats, self.catalog = users, stats, catalog
         self.scorer, self.features, self.config = scorer, features, config
+        self.embeddings = embeddings if embeddings is not None else EmbeddingIndex()
+        self.segments = segments
 
     async def process(self, batch: Sequence[Click]) -> BatchResult:
         """Apply a batch to state and rank; the caller publishes, then writes features.
@@ -73,7 +109,7 @@ class RecommenderCore:
         both, so a failed write is retried from Kafka rather than lost.
         """
         result = BatchResult()
-        accepted: list[tuple[Click, UserState]] = []
+        accepted: list[_Accepted] = []
         for click in batch:
             ev = click.event
             user = self.users.get(ev.user_id)
@@ -87,31 +123,81 @@ class RecommenderCore:
                 ev.event_id, ev.item_id, ts, self.config.recent_items, self.config.seen_limit
             )
             self.stats.observe(ev.item_id, previous, ts)
+            vector = self.embeddings.user_vector(user.recent)
+            segment = None
+            if self.segments is not None:
+                segment = self.segments.assign(vector)
+                self.segments.observe(segment, ev.item_id, ts)
+                user.segment = segment
             self.users.put(ev.user_id, user, click.partition)
-            accepted.append((click, user))
+            # Each answer reflects its user's state right after that click (a user with
+            # two clicks in one batch gets two answers, each excluding what was seen then).
+            accepted.append(_Accepted(click, user, vector, segment))
         if not accepted:
             return result
 
-        # Each answer reflects its user's state right after that click (a user with
-        # two clicks in one batch gets two answers, each excluding what was seen then).
-        cands = [
-            cand.generate(user, self.stats, self.config.max_candidates) for _, user in accepted
-        ]
-        scored, degraded = await self.scorer.score(cand.pad(cands))
+        cands = self._candidates(accepted)
+        scoring = self._scoring_batch(accepted, cands)
+        scored, degraded = await self.scorer.score(scoring)
         result.degraded = degraded
         now = datetime.now(UTC)
-        for row, ((click, _), c) in enumerate(zip(accepted, cands, strict=True)):
+        for row, (acc, c) in enumerate(zip(accepted, cands, strict=True)):
             result.recommendations.append(
                 self._recommendation(
-                    click, c, scored.scores[row], scored.model_version, degraded, now
+                    acc, c, scored.scores[row], scored.model_version, degraded, now
                 )
             )
         result.features = self._feature_rows(accepted)
         return result
 
+    def _candidates(self, accepted: list[_Accepted]) -> list[cand.Candidates]:
+        limit = self.config.max_candidates
+        semantic = self.embeddings.nearest(
+            np.stack([a.vector for a in accepted]),
+            round(limit * cand.SEMANTIC_SHARE),
+            exclude=[a.user.seen for a in accepted],
+        )
+        out = []
+        for acc, near in zip(accepted, semantic, strict=True):
+            view = None
+            if self.segments is not None and acc.segment is not None:
+                view = cand.SegmentView(
+                    acc.segment,
+                    self.segments.favourites(acc.segment, limit),
+                    partial(self.segments.affinity, acc.segment),
+                )
+            out.append(cand.generate(acc.user, self.stats, limit, near, view))
+        return out
+
+    def _scoring_batch(
+        self, accepted: list[_Accepted], cands: list[cand.Candidates]
+    ) -> ScoringBatch:
+        """The ranker's request: each distinct item of the batch once, and indices into it."""
+        rows: dict[str, int] = {}
+        for acc, c in zip(accepted, cands, strict=True):
+            for item in acc.user.recent:
+                rows.setdefault(item, len(rows))
+            for item in c.items:
+                rows.setdefault(item, len(rows))
+        history_len = max(1, max(len(a.user.recent) for a in accepted))
+        width = max(1, max(len(c.items) for c in cands))
+        history = np.full((len(accepted), history_len), -1, np.int32)
+        candidates = np.zeros((len(accepted), width), np.int32)
+        for i, (acc, c) in enumerate(zip(accepted, cands, strict=True)):
+            history[i, : len(acc.user.recent)] = [rows[item] for item in acc.user.recent]
+            candidates[i, : len(c.items)] = [rows[item] for item in c.items]
+        features = cand.pad_features(cands, width)
+        request = RankRequest(
+            items=self.embeddings.vectors(list(rows)),
+            history_idx=history,
+            candidate_idx=candidates,
+            side=model_side(features),
+        )
+        return ScoringBatch(request, features)
+
     def _recommendation(
         self,
-        click: Click,
+        acc: _Accepted,
         c: cand.Candidates,
         scores: np.ndarray,
         model_version: str,
@@ -119,38 +205,56 @@ class RecommenderCore:
         now: datetime,
     ) -> Recommendation:
         n = len(c.items)
-        order = np.argsort(-scores[:n], kind="stable")[: self.config.top_k]
+        vectors = self.embeddings.vectors(c.items)
+        order = mmr(scores[:n], vectors, self.config.top_k, self.config.diversity)
+        recent_vectors = self.embeddings.vectors(acc.user.recent[:10])
         items = [
             RecommendedItem(
                 item_id=c.items[i],
                 score=round(float(scores[i]), 6),
-                reasons=self._reasons(c.sources[i]),
+                reasons=reasons(self._evidence(acc, c, i, vectors[i], recent_vectors)),
             )
             for i in order
         ]
+        click = acc.click
         return Recommendation(
             user_id=click.event.user_id,
             event_id=click.event.event_id,
             items=items,
             model_version=model_version,
-            segment=None,
+            segment=acc.segment,
             generated_at=now,
             latency_ms=round((time.monotonic() - click.received_at) * 1000.0, 3),
             degraded=degraded,
         )
 
-    def _reasons(self, source: tuple[str, str | None]) -> list[str]:
-        kind, item = source
-        if kind == "covisitation" and item is not None:
-            return [f"because you clicked «{self.catalog.title(item)}»"]
-        if kind == "trending":
-            return ["trending now"]
-        return ["popular with everyone"]
+    def _evidence(
+        self,
+        acc: _Accepted,
+        c: cand.Candidates,
+        i: int,
+        vector: np.ndarray,
+        recent_vectors: np.ndarray,
+    ) -> Evidence:
+        item = c.items[i]
+        similar = None
+        if "semantic" in c.sources[i] and np.any(vector):
+            sims = recent_vectors @ vector
+            if sims.size and sims.max() > 0:
+                similar = self.catalog.title(acc.user.recent[int(np.argmax(sims))])
+        source = c.covis_source[i]
+        return Evidence(
+            sources=frozenset(c.sources[i]),
+            covis_item=self.catalog.title(source) if source else None,
+            similar_item=similar,
+            segment=acc.segment,
+            is_new=self.stats.popularity.get(item, 0) == 0,
+        )
 
-    def _feature_rows(self, accepted: list[tuple[Click, UserState]]) -> list[UserFeatures]:
+    def _feature_rows(self, accepted: list[_Accepted]) -> list[UserFeatures]:
         latest: dict[str, UserFeatures] = {}
-        for click, user in accepted:
-            ev = click.event
+        for acc in accepted:
+            ev, user = acc.click.event, acc.user
             latest[ev.user_id] = UserFeatures(
                 user_id=ev.user_id,
                 event_ts=datetime.fromtimestamp(user.last_ts, UTC),

@@ -11,14 +11,31 @@ from typing import Any, Protocol
 import numpy as np
 
 from models.candidate_features import BASELINE_WEIGHTS
+from models.serving import RANK_INPUTS, RANK_OUTPUT, RankRequest
+from services.recommender.triton import TritonModelClient
 
 log = logging.getLogger(__name__)
-
-INPUT, OUTPUT = "FEATURES", "SCORES"
 
 
 class ScorerError(RuntimeError):
     """The scorer could not answer (unavailable, timed out, or a malformed reply)."""
+
+
+@dataclass(frozen=True)
+class ScoringBatch:
+    """One micro-batch to rank: the ranker's request and the raw candidate features.
+
+    ``features`` [B, C, 4] are the live values (models/candidate_features.py); the
+    request's SIDE is what the ranker was trained to read (``model_side``).
+    """
+
+    request: RankRequest
+    features: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        b, c = self.request.candidate_idx.shape
+        return int(b), int(c)
 
 
 @dataclass(frozen=True)
@@ -28,65 +45,61 @@ class Scored:
 
 
 class Scorer(Protocol):
-    async def score(self, features: np.ndarray) -> Scored: ...
+    async def score(self, batch: ScoringBatch) -> Scored: ...
 
 
 class LinearScorer:
-    """The baseline weights in numpy: the fallback when Triton is down, and a test double."""
+    """Hand-set weights over the features, in numpy: the fallback when Triton is down."""
 
     version = "fallback-linear"
 
     def __init__(self, weights: tuple[float, ...] = BASELINE_WEIGHTS) -> None:
         self.weights = np.asarray(weights, np.float32)
 
-    async def score(self, features: np.ndarray) -> Scored:
-        return Scored(features @ self.weights, self.version)
+    async def score(self, batch: ScoringBatch) -> Scored:
+        return Scored(batch.features @ self.weights, self.version)
 
 
-class TritonScorer:
-    """Asks Triton's ``scorer`` model over gRPC; one request per micro-batch."""
+class TritonScorer(TritonModelClient):
+    """Asks Triton's ``scorer`` (the LLM ranker) over gRPC; one request per micro-batch."""
 
     def __init__(self, url: str, model: str = "scorer", timeout_s: float = 2.0) -> None:
-        import tritonclient.grpc.aio as grpcclient
+        super().__init__(url, model, timeout_s)
 
-        self._mod = grpcclient
-        # The aio client binds to the running event loop: create it on first use.
-        self._client: grpcclient.InferenceServerClient | None = None
-        self.url, self.model, self.timeout_s = url, model, timeout_s
+    def _inputs(self, request: RankRequest) -> list[Any]:
+        inputs = []
+        arrays = (request.items, request.history_idx, request.candidate_idx, request.side)
+        for name, array in zip(RANK_INPUTS, arrays, strict=True):
+            # A leading request axis of 1: the model's dynamic batcher merges requests.
+            data = np.ascontiguousarray(array)[None]
+            dtype = "INT32" if data.dtype == np.int32 else "FP32"
+            inp = self._mod.InferInput(name, list(data.shape), dtype)
+            inp.set_data_from_numpy(data)
+            inputs.append(inp)
+        return inputs
 
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = self._mod.InferenceServerClient(url=self.url)
-        return self._client
-
-    async def score(self, features: np.ndarray) -> Scored:
+    async def score(self, batch: ScoringBatch) -> Scored:
         from tritonclient.utils import InferenceServerException
 
-        inp = self._mod.InferInput(INPUT, list(features.shape), "FP32")
-        inp.set_data_from_numpy(np.ascontiguousarray(features, dtype=np.float32))
         try:
             result = await asyncio.wait_for(
                 self.client.infer(
-                    self.model, [inp], outputs=[self._mod.InferRequestedOutput(OUTPUT)]
+                    self.model,
+                    self._inputs(batch.request),
+                    outputs=[self._mod.InferRequestedOutput(RANK_OUTPUT)],
                 ),
                 timeout=self.timeout_s,
             )
         except (InferenceServerException, TimeoutError, OSError) as exc:
             raise ScorerError(f"Triton at {self.url} ({self.model}): {exc}") from exc
-        scores = result.as_numpy(OUTPUT)
-        if scores is None or scores.shape != features.shape[:2]:
+        scores = result.as_numpy(RANK_OUTPUT)
+        if scores is None or scores.shape != (1, *batch.shape):
             got = None if scores is None else scores.shape
-            raise ScorerError(f"{self.model} returned shape {got}, expected {features.shape[:2]}")
+            raise ScorerError(f"{self.model} returned shape {got}, expected {(1, *batch.shape)}")
         if not np.all(np.isfinite(scores)):
             raise ScorerError(f"{self.model} returned non-finite scores")
         version = result.get_response().model_version
-        return Scored(scores, f"{self.model}:{version}")
-
-    async def close(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        return Scored(scores[0], f"{self.model}:{version}")
 
 
 class CircuitBreaker:
@@ -105,11 +118,11 @@ class CircuitBreaker:
     def is_open(self) -> bool:
         return time.monotonic() < self.open_until
 
-    async def score(self, features: np.ndarray) -> tuple[Scored, bool]:
+    async def score(self, batch: ScoringBatch) -> tuple[Scored, bool]:
         """Scores and whether they are degraded (came from the fallback)."""
         if not self.is_open:
             try:
-                scored = await self.primary.score(features)
+                scored = await self.primary.score(batch)
                 if self.failures:
                     log.info("scorer recovered after %d failed batch(es)", self.failures)
                 self.failures = 0
@@ -118,4 +131,4 @@ class CircuitBreaker:
                 self.failures += 1
                 self.open_until = time.monotonic() + self.cooldown_s
                 log.warning("scorer failed (%s); ranking degraded for %.0fs", exc, self.cooldown_s)
-        return await self.fallback.score(features), True
+        return await self.fallback.score(batch), True

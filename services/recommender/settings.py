@@ -21,6 +21,15 @@ class WorkerSettings(BaseSettings):
     triton_url: str = Field(default="127.0.0.1:8001", description="Triton gRPC address")
     scorer_model: str = "scorer"
     scorer_timeout_s: float = 2.0
+    encoder_model: str = "item_encoder"
+    encoder_timeout_s: float = 10.0
+    encoder_retry_s: float = Field(
+        default=2.0, description="retry embedding pending catalog items this often"
+    )
+    segments: int = Field(default=12, ge=1, description="online user segments (river KMeans)")
+    diversity: float = Field(
+        default=0.3, ge=0.0, le=1.0, description="MMR weight of diversity (0: score order)"
+    )
     breaker_cooldown_s: float = Field(
         default=5.0, description="after a scorer failure, rank without it this long, then retry"
     )

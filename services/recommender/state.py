@@ -27,6 +27,7 @@ class UserState:
     event_ids: list[str] = field(default_factory=list)  # oldest first, bounded
     clicks: int = 0
     last_ts: float = 0.0  # epoch seconds of the newest click
+    segment: int | None = None  # the online segment at the newest click
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -35,6 +36,7 @@ class UserState:
             "event_ids": self.event_ids,
             "clicks": self.clicks,
             "last_ts": self.last_ts,
+            "segment": self.segment,
         }
 
     @classmethod
@@ -47,6 +49,7 @@ class UserState:
             event_ids=list(data.get("event_ids", [])),
             clicks=int(data.get("clicks", 0)),
             last_ts=float(data.get("last_ts", 0.0)),
+            segment=data.get("segment"),
         )
 
     def has_event(self, event_id: str) -> bool:

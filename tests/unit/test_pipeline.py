@@ -12,8 +12,17 @@ import pytest
 from services.contract.events import ClickEvent, ItemEvent
 from services.features.store import InMemoryFeatureStore
 from services.recommender.app import in_memory_core
-from services.recommender.pipeline import Click
-from services.recommender.scorer import CircuitBreaker, LinearScorer, Scored, ScorerError
+from services.recommender.catalog import CatalogUpdater
+from services.recommender.embeddings import EmbeddingIndex
+from services.recommender.encoder import EncoderError, HashingEncoder
+from services.recommender.pipeline import Click, RankingConfig
+from services.recommender.scorer import (
+    CircuitBreaker,
+    LinearScorer,
+    Scored,
+    ScorerError,
+    ScoringBatch,
+)
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -32,11 +41,11 @@ class FailingScorer:
         self.calls = 0
         self.fail = True
 
-    async def score(self, features: np.ndarray) -> Scored:
+    async def score(self, batch: ScoringBatch) -> Scored:
         self.calls += 1
         if self.fail:
             raise ScorerError("triton down")
-        return Scored(features[..., 0] * 10, "scorer:7")
+        return Scored(batch.features[..., 0] * 10, "scorer:7")
 
 
 def warm(core, n_users: int = 20) -> None:  # type: ignore[no-untyped-def]
@@ -57,14 +66,14 @@ def test_one_recommendation_per_click_with_its_event_id() -> None:
 
 
 def test_recommendations_exclude_seen_items_and_explain_covisitation() -> None:
-    core = in_memory_core()
+    core = in_memory_core(config=RankingConfig(diversity=0.0))
     core.catalog.upsert(ItemEvent(item_id="a", title="Toy Story"))
     warm(core)
     rec = run(core.process([click("e1", "new-user", "a")])).recommendations[0]
     ids = [i.item_id for i in rec.items]
     assert "a" not in ids
     assert ids[0] in ("b", "c")
-    assert rec.items[0].reasons == ["because you clicked «Toy Story»"]
+    assert rec.items[0].reasons[0] == "because you clicked «Toy Story»"
     scores = [i.score for i in rec.items]
     assert scores == sorted(scores, reverse=True)
 
@@ -137,3 +146,129 @@ def test_feature_write_failure_propagates_after_retries() -> None:
     with pytest.raises(ConnectionError):
         run(core.write_features(result))
     assert Broken.calls == 3
+
+
+class TextSimilarityScorer:
+    """Scores a candidate by the cosine of its embedding with the user's newest item:
+    a stand-in for the ranker that is exact about which rows it was sent."""
+
+    def __init__(self) -> None:
+        self.batches: list[ScoringBatch] = []
+
+    async def score(self, batch: ScoringBatch) -> Scored:
+        self.batches.append(batch)
+        req = batch.request
+        newest = req.items[np.maximum(req.history_idx[:, 0], 0)]  # [B, D]
+        cands = req.items[req.candidate_idx]  # [B, C, D]
+        return Scored(np.einsum("bd,bcd->bc", newest, cands), "scorer:text")
+
+
+def _catalog_core(scorer: TextSimilarityScorer, diversity: float = 0.0):  # type: ignore[no-untyped-def]
+    core = in_memory_core(scorer=scorer, config=RankingConfig(diversity=diversity))
+    updater = CatalogUpdater(core.catalog, core.embeddings, HashingEncoder())
+    return core, updater
+
+
+def test_a_new_item_is_recommended_from_its_text_before_anyone_clicks_it() -> None:
+    scorer = TextSimilarityScorer()
+    core, updater = _catalog_core(scorer)
+    films = [
+        ItemEvent(item_id="heat", title="Heat", categories=["crime", "thriller", "heist"]),
+        ItemEvent(item_id="toy", title="Toy Story", categories=["animation", "family"]),
+        ItemEvent(item_id="cars", title="Cars", categories=["animation", "family", "race"]),
+    ]
+    run(updater.apply(films))
+    warm(core)  # a, b, c are popular and co-visited; they have no text
+    run(updater.apply([ItemEvent(item_id="ronin", title="Ronin", categories=["crime", "heist"])]))
+    rec = run(core.process([click("e1", "fan", "heat")])).recommendations[0]
+    top = rec.items[0]
+    assert top.item_id == "ronin", [i.item_id for i in rec.items]
+    assert "similar description to «Heat»" in top.reasons
+    assert "new in the catalog" in top.reasons or len(top.reasons) == 2
+    assert rec.model_version == "scorer:text" and not rec.degraded
+
+
+def test_the_ranker_request_indexes_each_distinct_item_once() -> None:
+    scorer = TextSimilarityScorer()
+    core, updater = _catalog_core(scorer)
+    run(updater.apply([ItemEvent(item_id=i, title=f"film {i}") for i in "abcxyz"]))
+    warm(core)
+    run(
+        core.process(
+            [click("e1", "u1", "a", 5), click("e2", "u1", "x", 6), click("e3", "u2", "y", 7)]
+        )
+    )
+    req = scorer.batches[-1].request
+    assert req.history_idx.shape[0] == 3 and req.candidate_idx.shape[0] == 3
+    # u1's second click: history is x then a, most recent first, padded with -1.
+    row = req.history_idx[1]
+    np.testing.assert_allclose(req.items[row[0]], core.embeddings.vectors(["x"])[0])
+    np.testing.assert_allclose(req.items[row[1]], core.embeddings.vectors(["a"])[0])
+    assert (row[2:] == -1).all()
+    # Each distinct item is sent once.
+    assert len({r.tobytes() for r in req.items}) == req.items.shape[0]
+    # SIDE's trending slot carries popularity (what the ranker was trained on).
+    np.testing.assert_array_equal(req.side[..., 2], req.side[..., 1])
+
+
+def test_recommendations_carry_the_users_segment_and_user_state_keeps_it() -> None:
+    core, updater = _catalog_core(TextSimilarityScorer())
+    run(updater.apply([ItemEvent(item_id=i, title=f"film {i}") for i in "abc"]))
+    rec = run(core.process([click("e1", "u1", "a")])).recommendations[0]
+    assert isinstance(rec.segment, int) and 0 <= rec.segment < 12
+    assert core.users.get("u1").segment == rec.segment
+
+
+def test_diversity_reorders_near_duplicates() -> None:
+    scorer = TextSimilarityScorer()
+    plain, plain_updater = _catalog_core(scorer, diversity=0.0)
+    diverse, diverse_updater = _catalog_core(scorer, diversity=0.7)
+    items = [ItemEvent(item_id="seed", title="space war saga")]
+    items += [ItemEvent(item_id=f"sw{i}", title=f"space war saga part {i}") for i in range(12)]
+    items += [ItemEvent(item_id="other", title="space documentary")]
+    for updater in (plain_updater, diverse_updater):
+        run(updater.apply(items))
+    ids = {}
+    for name, core in (("plain", plain), ("diverse", diverse)):
+        rec = run(core.process([click("e1", "u1", "seed")])).recommendations[0]
+        ids[name] = [i.item_id for i in rec.items]
+    assert "other" not in ids["plain"]  # twelve near-duplicates outscore it
+    assert "other" in ids["diverse"][:5]
+
+
+def test_items_wait_for_the_encoder_and_are_embedded_when_it_returns() -> None:
+    class FlakyEncoder(HashingEncoder):
+        up = False
+
+        async def encode(self, texts):  # type: ignore[no-untyped-def]
+            if not self.up:
+                raise EncoderError("triton down")
+            return await super().encode(texts)
+
+    encoder = FlakyEncoder()
+    core = in_memory_core()
+    updater = CatalogUpdater(core.catalog, core.embeddings, encoder)
+    run(updater.apply([ItemEvent(item_id="n1", title="New film")]))
+    assert "n1" in core.catalog and "n1" not in core.embeddings
+    assert list(updater.pending) == ["n1"] and updater.failures == 1
+    encoder.up = True
+    assert run(updater.flush()) == 1
+    assert "n1" in core.embeddings and not updater.pending
+
+
+def test_embedding_index_grows_and_searches_exactly() -> None:
+    index = EmbeddingIndex(dim=4, capacity=2)
+    rng = np.random.default_rng(0)
+    vecs = {f"i{k}": rng.normal(size=4) for k in range(9)}
+    for item, v in vecs.items():
+        index.upsert(item, v)
+    assert len(index) == 9 and index.matrix.shape == (9, 4)
+    query = vecs["i3"] / np.linalg.norm(vecs["i3"])
+    best = index.nearest(query[None], k=3)[0]
+    assert best[0][0] == "i3" and best[0][1] == pytest.approx(1.0, abs=1e-5)
+    without = [i for i, _ in index.nearest(query[None], k=3, exclude=[["i3"]])[0]]
+    assert len(without) == 3 and "i3" not in without
+    assert index.nearest(np.zeros((1, 4)), k=3) == [[]]
+    np.testing.assert_array_equal(index.vectors(["missing"]), np.zeros((1, 4)))
+    with pytest.raises(ValueError, match="4 finite floats"):
+        index.upsert("bad", np.array([np.nan, 0, 0, 0]))
