@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.streamrec-installed
 TOOLS := .tools/triton-venv/.streamrec-ready
 
-.PHONY: install models demo test test-unit test-integration lint schemas up down status clean
+.PHONY: install models demo test test-unit test-integration lint schemas up down status clean bench
 
 install: $(STAMP) $(TOOLS) models
 
@@ -40,6 +40,13 @@ test-unit: install
 test-integration: install
 	.ci/services
 	$(PY) -m pytest -q -m integration
+
+# Benchmarks, not tests: run on a quiet machine; results go to docs/BENCHMARKS.md.
+bench: install
+	$(PY) -m models.scorer_bench --threads 2
+	$(PY) -m tests.bench.scorer_triton --users 1 --clients 32 --requests 3000
+	$(PY) -m tests.bench.scorer_triton --users 256 --clients 2 --requests 60
+	$(PY) -m tests.bench.encoder_triton --instances 2 --threads 1
 
 lint: install
 	$(VENV)/bin/ruff check services models tests

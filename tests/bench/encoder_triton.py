@@ -22,10 +22,8 @@ import tritonclient.grpc as grpcclient
 
 from models.text_encoder import item_text
 from services.data import movielens
-from services.stack.components import build_components
 from services.stack.settings import REPO_ROOT, StackSettings
-from services.stack.supervisor import Supervisor
-from tests.support.infra import free_ports
+from tests.support.triton import triton_alone
 
 
 def main() -> None:
@@ -46,20 +44,12 @@ def main() -> None:
         f'key: "intra_op_threads", value: {{ string_value: "{args.threads}" }}',
     )
     config.write_text(text)
-    http, grpc, metrics = free_ports(3)
-    settings = StackSettings(
-        triton_http_port=http,
-        triton_grpc_port=grpc,
-        triton_metrics_port=metrics,
-        run_dir=Path(tempfile.mkdtemp()),
-        model_repository=repo,
-        triton_models=("item_encoder",),
-    )
-    supervisor = Supervisor(
-        settings, [c for c in build_components(settings) if c.name == "tritonserver"]
-    )
-    supervisor.start()
     texts = [item_text(i) for i in movielens.load_items(movielens.ensure_ml100k())][:1536]
+    with triton_alone(repo, ("item_encoder",)) as settings:
+        measure(settings, texts, args)
+
+
+def measure(settings: StackSettings, texts: list[str], args: argparse.Namespace) -> None:
 
     def send(chunk: list[str]) -> None:
         client = grpcclient.InferenceServerClient(settings.triton_grpc_url)
@@ -72,26 +62,23 @@ def main() -> None:
         finally:
             client.close()
 
-    try:
-        send(texts[:64])  # warm-up
-        rates = []
-        for _ in range(3):
-            workers = [
-                threading.Thread(target=send, args=(texts[k :: args.clients],))
-                for k in range(args.clients)
-            ]
-            started = time.perf_counter()
-            for w in workers:
-                w.start()
-            for w in workers:
-                w.join()
-            rates.append(len(texts) / (time.perf_counter() - started))
-        print(
-            f"instances={args.instances} threads={args.threads} request={args.request}: "
-            f"median {statistics.median(rates):.0f} texts/s (runs {[round(r) for r in rates]})"
-        )
-    finally:
-        supervisor.stop()
+    send(texts[:64])  # warm-up
+    rates = []
+    for _ in range(3):
+        workers = [
+            threading.Thread(target=send, args=(texts[k :: args.clients],))
+            for k in range(args.clients)
+        ]
+        started = time.perf_counter()
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        rates.append(len(texts) / (time.perf_counter() - started))
+    print(
+        f"instances={args.instances} threads={args.threads} request={args.request}: "
+        f"median {statistics.median(rates):.0f} texts/s (runs {[round(r) for r in rates]})"
+    )
 
 
 if __name__ == "__main__":
