@@ -55,11 +55,10 @@ class EmbeddingIndex:
 
     def vectors(self, item_ids: Sequence[str]) -> np.ndarray:
         """[len(item_ids), dim]; zero rows for items without an embedding."""
-        out = np.zeros((len(item_ids), self.dim), np.float32)
-        for i, item in enumerate(item_ids):
-            row = self._rows.get(item)
-            if row is not None:
-                out[i] = self._matrix[row]
+        get = self._rows.get
+        rows = np.fromiter((get(i, -1) for i in item_ids), np.int64, len(item_ids))
+        out = self._matrix[np.maximum(rows, 0)]  # a copy: fancy indexing
+        out[rows < 0] = 0.0
         return out
 
     def user_vector(self, recent: Sequence[str], n: int = 10) -> np.ndarray:

@@ -242,7 +242,11 @@ class RecommenderCore:
             sims = recent_vectors @ vector
             if sims.size and sims.max() > 0:
                 similar = self.catalog.title(acc.user.recent[int(np.argmax(sims))])
-        source = c.covis_source[i]
+        source = (
+            self.stats.strongest_source(acc.user.recent, item)
+            if "covisitation" in c.sources[i]
+            else None
+        )
         return Evidence(
             sources=frozenset(c.sources[i]),
             covis_item=self.catalog.title(source) if source else None,

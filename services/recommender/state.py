@@ -5,7 +5,9 @@ from __future__ import annotations
 import heapq
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, Protocol
 
 # How many recent event ids a user remembers to drop replayed duplicates.
@@ -16,6 +18,8 @@ COVIS_WINDOW = 5
 # Neighbour lists are pruned to this size so memory stays bounded on a large catalog.
 MAX_NEIGHBOURS = 200
 TRENDING_HALF_LIFE_S = 24 * 3600.0
+# Trending and popular lists are kept at least this long between refreshes.
+RANKED_CACHE_SIZE = 1000
 
 
 @dataclass
@@ -99,7 +103,7 @@ class ItemStats:
         self.covis: dict[str, Counter[str]] = {}
         self._decay = math.log(2) / half_life_s
         self.now = 0.0
-        self._top_cache: tuple[float, int, list[str]] | None = None
+        self._ranked_cache: dict[str, tuple[int, list[str]]] = {}  # kind -> (at, items)
         self._observed = 0
 
     def observe(self, item_id: str, previous: list[str], ts: float) -> None:
@@ -124,31 +128,52 @@ class ItemStats:
         return value * math.exp(-self._decay * max(0.0, self.now - at))
 
     def top_trending(self, n: int) -> list[str]:
-        # Recomputing over the whole catalog per click would dominate the hot path;
-        # refresh the list every 100 clicks instead.
-        cache = self._top_cache
-        if cache is None or self._observed - cache[1] >= 100 or len(cache[2]) < n:
-            top = heapq.nlargest(n, self._trend, key=self.trending)
-            self._top_cache = (self.now, self._observed, top)
-            return top
-        return cache[2][:n]
+        return self._ranked("trending", n, self.trending)
 
     def top_popular(self, n: int) -> list[str]:
-        return [item for item, _ in self.popularity.most_common(n)]
+        return self._ranked("popular", n, lambda item: float(self.popularity[item]))
 
-    def neighbours(self, recent: list[str], limit: int) -> dict[str, tuple[float, str]]:
-        """Co-visited items of the user's recent items: item -> (score, strongest source)."""
+    def _ranked(self, kind: str, n: int, key: Callable[[str], float]) -> list[str]:
+        """The top ``n`` items by ``key``, from a list refreshed every 100 clicks.
+
+        Ranking the whole catalog per click would dominate the hot path (candidate
+        generation asks for up to ``limit + len(seen)`` items, a different n per user), so
+        the list is computed at least 1,000 long and reused until 100 more clicks arrived
+        or a longer one is asked for.
+        """
+        cache = self._ranked_cache.get(kind)
+        if cache is None or self._observed - cache[0] >= 100 or len(cache[1]) < n:
+            size = max(n, RANKED_CACHE_SIZE, 2 * len(cache[1]) if cache else 0)
+            top = heapq.nlargest(
+                size, self._trend if kind == "trending" else self.popularity, key=key
+            )
+            cache = (self._observed, top)
+            self._ranked_cache[kind] = cache
+        return cache[1][:n]
+
+    def neighbours(self, recent: list[str], limit: int) -> dict[str, float]:
+        """Co-visited items of the user's recent items: item -> recency-weighted score."""
         scores: dict[str, float] = {}
-        best: dict[str, tuple[float, str]] = {}
+        get = scores.get
         for pos, source in enumerate(recent[: COVIS_WINDOW * 2]):
             row = self.covis.get(source)
             if not row:
                 continue
             weight = 1.0 / (1 + pos)
             for item, count in row.items():
-                contribution = weight * count
-                scores[item] = scores.get(item, 0.0) + contribution
-                if contribution > best.get(item, (0.0, ""))[0]:
-                    best[item] = (contribution, source)
-        top = heapq.nlargest(limit, scores.items(), key=lambda kv: kv[1])
-        return {item: (score, best[item][1]) for item, score in top}
+                scores[item] = get(item, 0.0) + weight * count
+        return dict(heapq.nlargest(limit, scores.items(), key=itemgetter(1)))
+
+    def strongest_source(self, recent: list[str], item: str) -> str | None:
+        """The recent click that contributes most to ``item``'s co-visitation score.
+
+        Asked only for the few items shown (explanations), so the hot loop in
+        :meth:`neighbours` stays one dict update per co-visit; the first wins a tie.
+        """
+        best, best_value = None, 0.0
+        for pos, source in enumerate(recent[: COVIS_WINDOW * 2]):
+            row = self.covis.get(source)
+            value = row.get(item, 0.0) / (1 + pos) if row else 0.0
+            if value > best_value:
+                best, best_value = source, value
+        return best
