@@ -43,6 +43,7 @@ test-integration: install
 
 # Benchmarks, not tests: run on a quiet machine; results go to docs/BENCHMARKS.md.
 bench: install
+	$(PY) -m tests.bench.pipeline_hot_path
 	$(PY) -m models.scorer_bench --threads 2
 	$(PY) -m tests.bench.scorer_triton --users 1 --clients 32 --requests 3000
 	$(PY) -m tests.bench.scorer_triton --users 256 --clients 2 --requests 60
