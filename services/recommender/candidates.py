@@ -50,14 +50,17 @@ def generate(
     seen = set(user.seen)
     chosen: dict[str, set[str]] = {}
 
-    def take(pool: Iterable[str], source: str, cap: int) -> None:
-        """Add ``pool``'s unseen items (tagging those already in) until ``chosen`` has ``cap``.
+    def take(pool: Iterable[str], source: str, cap: int) -> int:
+        """Add ``pool``'s unseen items (tagging those already in) until ``chosen`` has
+        ``cap``; returns how many of ``pool`` were read.
 
         Hot: runs ~200 times per click for a heavy user whose seen items fill the pools.
         """
+        read = 0
         for item in pool:
             if len(chosen) >= cap:
-                return
+                break
+            read += 1
             if item in seen:
                 continue
             sources = chosen.get(item)
@@ -65,16 +68,17 @@ def generate(
                 chosen[item] = {source}
             else:
                 sources.add(source)
+        return read
 
     neighbours = stats.neighbours(user.recent, limit)
     covis_items = list(neighbours)
-    take(covis_items, "covisitation", round(limit * COVIS_SHARE))
-    taken = len(chosen)
+    taken = take(covis_items, "covisitation", round(limit * COVIS_SHARE))
     take((item for item, _ in semantic), "semantic", len(chosen) + round(limit * SEMANTIC_SHARE))
     if segment is not None:
         take(segment.favourites, "segment", len(chosen) + round(limit * SEGMENT_SHARE))
     take(stats.top_trending(limit + len(seen)), "trending", limit)
     take(stats.top_popular(limit + len(seen)), "popular", limit)
+    # Co-visitation neighbours beyond their share fill whatever is still free.
     take(covis_items[taken:], "covisitation", limit)
     items = list(chosen)
     feats = np.zeros((len(items), NUM_FEATURES), np.float32)
