@@ -11,15 +11,19 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+import numpy as np
 from pydantic import BaseModel, ValidationError
 
-from services.contract.events import ClickEvent, DeadLetter, ItemEvent
+from services.contract.events import ClickEvent, DeadLetter, ItemActivity, ItemEmbedding, ItemEvent
 
 DEFAULT_MAX_VALUE_BYTES = 64 * 1024
 # Clients' clocks drift; an event stamped a little ahead is fine, a year ahead is a bug.
 DEFAULT_MAX_FUTURE_SKEW = timedelta(hours=1)
 # DLQ records must stay producible: keep at most this much of the raw payload.
 DLQ_PAYLOAD_LIMIT = 64 * 1024
+# A shared-feed record carries a whole catalog entry (up to the items limit) plus its
+# embedding, so it may exceed the input limit; the workers wrote it, it is not hostile.
+FEED_MAX_VALUE_BYTES = 1024 * 1024
 
 E = TypeVar("E", bound=BaseModel)
 
@@ -107,6 +111,39 @@ def decode_click(
 def decode_item(raw: bytes | None, *, max_bytes: int = DEFAULT_MAX_VALUE_BYTES) -> ItemEvent:
     """Decode and validate one ``items`` value."""
     return _validate(ItemEvent, _load_object(raw, max_bytes))
+
+
+def decode_item_activity(
+    raw: bytes | None, *, max_bytes: int = FEED_MAX_VALUE_BYTES
+) -> ItemActivity:
+    """Decode and validate one ``item-activity`` value."""
+    return _validate(ItemActivity, _load_object(raw, max_bytes))
+
+
+def decode_item_embedding(
+    raw: bytes | None, *, max_bytes: int = FEED_MAX_VALUE_BYTES
+) -> ItemEmbedding:
+    """Decode and validate one ``item-embeddings`` value (its vector stays base64 text)."""
+    record = _validate(ItemEmbedding, _load_object(raw, max_bytes))
+    if record.embedding is not None:
+        decode_vector(record.embedding)  # refuse a broken vector here, not when applying it
+    return record
+
+
+def encode_vector(vector: np.ndarray) -> str:
+    """An embedding as base64 of little-endian float32: exact, and a third of JSON's size."""
+    return base64.b64encode(np.asarray(vector, "<f4").tobytes()).decode("ascii")
+
+
+def decode_vector(text: str) -> np.ndarray:
+    """The float32 vector of :func:`encode_vector` text."""
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except ValueError as exc:  # binascii.Error is a ValueError
+        raise EventDecodeError(f"embedding is not valid base64: {exc}") from None
+    if not raw or len(raw) % 4:
+        raise EventDecodeError(f"embedding is {len(raw)} bytes, not a whole number of float32s")
+    return np.frombuffer(raw, "<f4").astype(np.float32)
 
 
 def encode(event: BaseModel) -> bytes:

@@ -29,7 +29,12 @@ ITEMS = "items"
 RECOMMENDATIONS = "recommendations"
 CLICKS_DLQ = "clicks.dlq"
 ITEMS_DLQ = "items.dlq"
-ALL_TOPICS = (CLICKS, ITEMS, RECOMMENDATIONS, CLICKS_DLQ, ITEMS_DLQ)
+# Shared-state feeds, written by the workers and read whole by every worker (one partition
+# each, so all readers see one order): see "Shared state across workers" in README.md.
+ITEM_ACTIVITY = "item-activity"
+ITEM_EMBEDDINGS = "item-embeddings"
+FEED_TOPICS = (ITEM_ACTIVITY, ITEM_EMBEDDINGS)
+ALL_TOPICS = (CLICKS, ITEMS, RECOMMENDATIONS, CLICKS_DLQ, ITEMS_DLQ, *FEED_TOPICS)
 DLQ_FOR = {CLICKS: CLICKS_DLQ, ITEMS: ITEMS_DLQ}
 
 EventType = Literal["click", "view", "add_to_cart", "purchase", "rating"]
@@ -176,10 +181,51 @@ class DeadLetter(_Event):
     schema_version: int = SCHEMA_VERSION
 
 
+class ItemActivity(_Event):
+    """One accepted click as item statistics and segments learn from it; topic
+    ``item-activity``, key = user_id.
+
+    The worker that owns the click's partition publishes it; every worker (that one too)
+    applies it when reading it back, so all apply the same records in the same order.
+    """
+
+    event_id: Id = Field(description="The click's event_id; readers drop repeats.")
+    user_id: Id
+    item_id: Id
+    previous: list[str] = Field(
+        default_factory=list,
+        description="The user's recent items before this click, newest first (a few).",
+    )
+    ts: Timestamp = Field(description="The click's event time.")
+    segment_vector: list[float] = Field(
+        default_factory=list,
+        description="The user's reduced, normalised taste vector the segment centroids "
+        "learn from; empty when nothing is known of the user's taste.",
+    )
+    segment: int | None = Field(
+        default=None, description="The segment the user was served in, whose counts it adds to."
+    )
+
+
+class ItemEmbedding(_Event):
+    """A catalog entry and its text embedding; topic ``item-embeddings`` (compacted), key =
+    item_id. Published by the worker that consumed the item; every worker's catalog and
+    embedding index are rebuilt from this topic."""
+
+    item: ItemEvent
+    embedding: str | None = Field(
+        default=None,
+        description="base64 of the little-endian float32 vector; null while the encoder is "
+        "unavailable (a later record carries it).",
+    )
+
+
 TOPIC_MODELS: dict[str, type[BaseModel]] = {
     CLICKS: ClickEvent,
     ITEMS: ItemEvent,
     RECOMMENDATIONS: Recommendation,
     CLICKS_DLQ: DeadLetter,
     ITEMS_DLQ: DeadLetter,
+    ITEM_ACTIVITY: ItemActivity,
+    ITEM_EMBEDDINGS: ItemEmbedding,
 }

@@ -1,4 +1,4 @@
-"""Online features: per-user click aggregates written by the stream, read for ranking.
+"""Features the stream writes through to Feast (users, items, item activity), read for ranking.
 
 ``FeastFeatureStore`` and ``build_feast_store`` import Feast (seconds, it pulls in torch)
 on first use; everything else here is light.
@@ -9,7 +9,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from services.features.errors import FeatureStoreError
-from services.features.model import MAX_RECENT_ITEMS, UserFeatures
+from services.features.model import (
+    MAX_RECENT_ITEMS,
+    NO_SEGMENT,
+    ItemActivityFeatures,
+    ItemFeatures,
+    UserFeatures,
+)
 from services.features.settings import FeatureSettings
 from services.features.store import InMemoryFeatureStore, OnlineFeatureStore
 
@@ -19,10 +25,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_RECENT_ITEMS",
+    "NO_SEGMENT",
     "FeastFeatureStore",
     "FeatureSettings",
     "FeatureStoreError",
     "InMemoryFeatureStore",
+    "ItemActivityFeatures",
+    "ItemFeatures",
     "OnlineFeatureStore",
     "UserFeatures",
     "build_feast_store",

@@ -8,40 +8,39 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-import pandas as pd
 from feast import FeatureStore
 from feast.data_source import PushMode
 from redis.exceptions import RedisError
 
 from services.features.errors import FeatureStoreError
+from services.features.frames import ACTIVITY, ITEMS, LAST_EVENT_TS, USERS, ViewCodec
+from services.features.guard import rows_to_write
 from services.features.locks import FileLock, RedisLock, WriteLock
 from services.features.model import (
+    ItemActivityFeatures,
+    ItemFeatures,
+    Row,
     UserFeatures,
-    decode_recent_items,
-    encode_recent_items,
     from_epoch_us,
-    normalise,
-    rows_to_write,
-    to_epoch_us,
 )
-from services.features.repo import FEATURE_VIEW, PUSH_SOURCE, build_feast_store
+from services.features.offline import OfflineLog
+from services.features.repo import build_feast_store
 from services.features.settings import FeatureSettings
-
-_FEATURES = ("click_count", "last_item_id", "recent_items", "last_event_ts")
-_REFS = [f"{FEATURE_VIEW}:{name}" for name in _FEATURES]
-_TS_REF = [f"{FEATURE_VIEW}:last_event_ts"]
 
 
 class FeastFeatureStore:
-    """``OnlineFeatureStore`` on Feast's SQLite or Redis online store.
+    """``OnlineFeatureStore`` on Feast's SQLite or Redis online store, plus the offline log.
 
-    Latest event wins on both backends. Within a batch each user's newest row is kept;
-    against the store, one online read fetches the stored event times of the batch's
-    users, and only strictly newer rows are pushed. The read and the push run under a
-    lock shared by every writer of the same store (a file for SQLite, a Redis key for
+    Latest event wins on both backends, for every view. Within a batch each key's newest
+    row is kept; against the store, one online read fetches the stored event times of the
+    batch's keys, and only strictly newer rows are pushed. The read and the push run under
+    a lock shared by every writer of the same store (a file for SQLite, a Redis key for
     Redis), so another process cannot write in between. A per-process cache of event
     times would save that read but cannot see other processes' writes (a rebalance, a
     replay job), and the read costs one round trip per micro-batch, not per event.
+
+    The rows pushed online also go to the offline log (``services.features.offline``),
+    for training.
 
     Calls block; an asyncio caller should run them in an executor.
     """
@@ -55,6 +54,7 @@ class FeastFeatureStore:
     ) -> None:
         self._settings = settings
         self._redis: Any = None
+        self._offline: OfflineLog | None = None
         if settings.online_store == "redis":
             self._redis = _redis_client(settings)
             self._where = f"the Redis online store at {settings.redis.describe()}"
@@ -64,6 +64,14 @@ class FeastFeatureStore:
             # Fail at start-up rather than on the first event.
             self._check_reachable()
             self._store = store if store is not None else build_feast_store(settings)
+            if settings.offline_log:
+                with self._translate_errors():
+                    self._offline = OfflineLog(
+                        self._store,
+                        [codec.view for codec in (USERS, ITEMS, ACTIVITY)],
+                        flush_rows=settings.offline_flush_rows,
+                        flush_s=settings.offline_flush_s,
+                    )
         except BaseException:
             self.close()
             raise
@@ -74,52 +82,84 @@ class FeastFeatureStore:
         """The underlying Feast store, for tooling that needs more than this seam."""
         return self._store
 
+    @property
+    def offline(self) -> OfflineLog | None:
+        """The offline log, or None when ``offline_log`` is off."""
+        return self._offline
+
     def push_user_features(self, rows: Sequence[UserFeatures]) -> int:
-        if not rows:
-            return 0  # Feast warns on an empty frame, and there is nothing to guard.
-        with self._translate_errors(), self._lock.hold():
-            stored = self._stored_event_ts({row.user_id for row in rows})
-            fresh = rows_to_write(rows, stored)
-            if fresh:
-                # One push per call: the caller sized the micro-batch.
-                self._store.push(PUSH_SOURCE, _to_frame(fresh), to=PushMode.ONLINE)
-        return len(fresh)
+        return self._push(USERS, rows)
 
     def get_user_features(self, user_ids: Sequence[str]) -> dict[str, UserFeatures | None]:
-        unique = list(dict.fromkeys(user_ids))
+        return self._get(USERS, user_ids)
+
+    def push_item_features(self, rows: Sequence[ItemFeatures]) -> int:
+        return self._push(ITEMS, rows)
+
+    def get_item_features(self, item_ids: Sequence[str]) -> dict[str, ItemFeatures | None]:
+        return self._get(ITEMS, item_ids)
+
+    def push_item_activity(self, rows: Sequence[ItemActivityFeatures]) -> int:
+        return self._push(ACTIVITY, rows)
+
+    def get_item_activity(self, item_ids: Sequence[str]) -> dict[str, ItemActivityFeatures | None]:
+        return self._get(ACTIVITY, item_ids)
+
+    def flush_offline(self) -> int:
+        """Write the offline log's pending rows now; returns how many."""
+        if self._offline is None:
+            return 0
+        with self._translate_errors():
+            return self._offline.flush()
+
+    def _push(self, codec: ViewCodec[Row], rows: Sequence[Row]) -> int:
+        if not rows:
+            return 0  # Feast warns on an empty frame, and there is nothing to guard.
+        with self._translate_errors():
+            with self._lock.hold():
+                stored = self._stored_event_ts(codec, {row.key for row in rows})
+                fresh = rows_to_write(rows, stored)
+                if not fresh:
+                    return 0
+                frame = codec.frame(fresh)
+                # One push per call: the caller sized the micro-batch.
+                self._store.push(codec.push_source, frame, to=PushMode.ONLINE)
+            # Outside the lock: the log's order does not matter (training joins on event
+            # time), and a flush may take a while. After the push, so a failed push that
+            # the caller retries is logged once.
+            if self._offline is not None:
+                self._offline.append(codec.view, frame)
+        return len(fresh)
+
+    def _get(self, codec: ViewCodec[Row], keys: Sequence[str]) -> dict[str, Row | None]:
+        unique = list(dict.fromkeys(keys))
         if not unique:
             return {}
         with self._translate_errors():
             data = self._store.get_online_features(
-                features=_REFS, entity_rows=[{"user_id": u} for u in unique]
+                features=codec.refs(), entity_rows=[{codec.join_key: k} for k in unique]
             ).to_dict()
-        result: dict[str, UserFeatures | None] = {}
-        for i, user_id in enumerate(unique):
-            ts = data["last_event_ts"][i]
-            if ts is None:
-                result[user_id] = None
-                continue
-            result[user_id] = UserFeatures(
-                user_id=user_id,
-                event_ts=from_epoch_us(ts),
-                click_count=data["click_count"][i],
-                last_item_id=data["last_item_id"][i],
-                recent_items=decode_recent_items(data["recent_items"][i]),
-            )
-        return result
+        return codec.read(unique, data)
 
     def close(self) -> None:
-        if self._redis is not None:
-            self._redis.close()
+        """Write the offline log's pending rows and drop the Redis connection."""
+        try:
+            if self._offline is not None:
+                with self._translate_errors():
+                    self._offline.close()
+        finally:
+            if self._redis is not None:
+                self._redis.close()
 
-    def _stored_event_ts(self, user_ids: set[str]) -> dict[str, datetime | None]:
-        ordered = sorted(user_ids)
+    def _stored_event_ts(self, codec: ViewCodec[Row], keys: set[str]) -> dict[str, datetime | None]:
+        ordered = sorted(keys)
         data = self._store.get_online_features(
-            features=_TS_REF, entity_rows=[{"user_id": u} for u in ordered]
+            features=codec.refs([LAST_EVENT_TS]),
+            entity_rows=[{codec.join_key: k} for k in ordered],
         ).to_dict()
         return {
-            user_id: None if ts is None else from_epoch_us(ts)
-            for user_id, ts in zip(ordered, data["last_event_ts"], strict=True)
+            key: None if ts is None else from_epoch_us(ts)
+            for key, ts in zip(ordered, data[LAST_EVENT_TS], strict=True)
         }
 
     def _default_lock(self) -> WriteLock:
@@ -158,17 +198,3 @@ def _redis_client(settings: FeatureSettings) -> Any:
     import redis
 
     return redis.Redis(**settings.redis.client_kwargs())
-
-
-def _to_frame(rows: Sequence[UserFeatures]) -> pd.DataFrame:
-    rows = [normalise(row) for row in rows]
-    return pd.DataFrame(
-        {
-            "user_id": [row.user_id for row in rows],
-            "event_timestamp": pd.to_datetime([row.event_ts for row in rows], utc=True),
-            "click_count": pd.Series([row.click_count for row in rows], dtype="int64"),
-            "last_item_id": [row.last_item_id for row in rows],
-            "recent_items": [encode_recent_items(row.recent_items) for row in rows],
-            "last_event_ts": pd.Series([to_epoch_us(row.event_ts) for row in rows], dtype="int64"),
-        }
-    )

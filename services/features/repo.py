@@ -25,8 +25,9 @@ FEATURE_REPO = REPO_ROOT / "feature_repo"
 DEFINITIONS = FEATURE_REPO / "definitions.py"
 
 # Names defined in feature_repo/definitions.py that the service code depends on.
-PUSH_SOURCE = "user_activity_push"
-FEATURE_VIEW = "user_activity"
+USER_VIEW, USER_PUSH = "user_activity", "user_activity_push"
+ITEM_VIEW, ITEM_PUSH = "item_features", "item_features_push"
+ACTIVITY_VIEW, ACTIVITY_PUSH = "item_activity", "item_activity_push"
 
 # Several workers may start at once; a cold apply takes about a second.
 _APPLY_LOCK_TIMEOUT_S = 120.0
@@ -54,8 +55,9 @@ def build_repo_config(settings: FeatureSettings) -> RepoConfig:
         online_store=online,
         offline_store=DaskOfflineStoreConfig(type="file"),
         entity_key_serialization_version=3,
-        # Resolves the FileSource's relative parquet path, as the CLI would.
-        repo_path=FEATURE_REPO,
+        # Resolves the FileSources' relative paths: each stack keeps its offline log in
+        # its own data_dir, as it does its registry and SQLite file.
+        repo_path=settings.data_dir,
     )
 
 

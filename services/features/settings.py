@@ -28,6 +28,15 @@ class FeatureSettings(BaseSettings):
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", repr=False)
     data_dir: Path = REPO_ROOT / ".run" / "feast"
     project: str = Field(default="streamrec", pattern=r"^[A-Za-z0-9][A-Za-z0-9_]*$")
+    # The offline log (parquet parts under data_dir, read by get_historical_features for
+    # training) gets the rows each push writes online. They are buffered and flushed as one
+    # part when this many are waiting or the oldest has waited this long (checked on each
+    # push), and on close: a part per 10 ms micro-batch would be hundreds of thousands of
+    # files a day. The cost: a crash loses the buffer from the log, not from the online
+    # store. 0 seconds flushes on every push.
+    offline_log: bool = True
+    offline_flush_rows: int = Field(default=10_000, gt=0)
+    offline_flush_s: float = Field(default=30.0, ge=0)
 
     @field_validator("redis_url")
     @classmethod

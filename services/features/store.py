@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Protocol
 
-from services.features.model import UserFeatures, normalise, rows_to_write
+from services.features.guard import rows_to_write
+from services.features.model import ItemActivityFeatures, ItemFeatures, Row, UserFeatures, normalise
 
 if TYPE_CHECKING:
     from services.features.feast_store import FeastFeatureStore as FeastFeatureStore
@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 __all__ = [
     "FeastFeatureStore",
     "InMemoryFeatureStore",
+    "ItemActivityFeatures",
+    "ItemFeatures",
     "OnlineFeatureStore",
     "UserFeatures",
     "build_feast_store",
@@ -28,45 +30,81 @@ __all__ = [
 
 
 class OnlineFeatureStore(Protocol):
-    """Where per-user features are written by the stream and read for ranking.
+    """Where the stream writes feature rows and the ranking reads them, one view per kind.
 
-    Latest event wins: a row never replaces a stored row with the same or a later
-    ``event_ts``, whatever order the rows arrive in.
+    Latest event wins for every kind: a row never replaces a stored row with the same or
+    a later ``event_ts``, whatever order the rows arrive in. Each ``push_*`` writes one
+    micro-batch and returns how many rows were written after that guard; each ``get_*``
+    returns every requested key's row, or None for a key never written.
     """
 
-    def push_user_features(self, rows: Sequence[UserFeatures]) -> int:
-        """Write one micro-batch; returns how many rows were written after the guard."""
+    def push_user_features(self, rows: Sequence[UserFeatures]) -> int: ...
+
+    def get_user_features(self, user_ids: Sequence[str]) -> dict[str, UserFeatures | None]: ...
+
+    def push_item_features(self, rows: Sequence[ItemFeatures]) -> int:
+        """Catalog rows (title, categories, text embedding), written as items are embedded."""
         ...
 
-    def get_user_features(self, user_ids: Sequence[str]) -> dict[str, UserFeatures | None]:
-        """Each requested user's row, or None for a user never written."""
+    def get_item_features(self, item_ids: Sequence[str]) -> dict[str, ItemFeatures | None]: ...
+
+    def push_item_activity(self, rows: Sequence[ItemActivityFeatures]) -> int:
+        """Click statistics of the items clicked in a micro-batch."""
         ...
 
+    def get_item_activity(
+        self, item_ids: Sequence[str]
+    ) -> dict[str, ItemActivityFeatures | None]: ...
 
-class InMemoryFeatureStore:
-    """A dict with the same semantics as the Feast store, for unit tests."""
+
+class _Table(Generic[Row]):
+    """One feature view's rows in a dict, behind the latest-event-wins guard."""
 
     def __init__(self) -> None:
-        self._rows: dict[str, UserFeatures] = {}
+        self._rows: dict[str, Row] = {}
         self._lock = threading.Lock()
 
-    def push_user_features(self, rows: Sequence[UserFeatures]) -> int:
+    def push(self, rows: Sequence[Row]) -> int:
         with self._lock:
-            stored: dict[str, datetime | None] = {
-                row.user_id: self._stored_ts(row.user_id) for row in rows
+            stored = {
+                row.key: (held.event_ts if (held := self._rows.get(row.key)) else None)
+                for row in rows
             }
             fresh = rows_to_write(rows, stored)
             for row in fresh:
-                self._rows[row.user_id] = normalise(row)
+                self._rows[row.key] = normalise(row)
             return len(fresh)
 
-    def get_user_features(self, user_ids: Sequence[str]) -> dict[str, UserFeatures | None]:
+    def get(self, keys: Sequence[str]) -> dict[str, Row | None]:
         with self._lock:
-            return {user_id: self._rows.get(user_id) for user_id in user_ids}
+            return {key: self._rows.get(key) for key in keys}
 
-    def _stored_ts(self, user_id: str) -> datetime | None:
-        row = self._rows.get(user_id)
-        return row.event_ts if row else None
+
+class InMemoryFeatureStore:
+    """Dicts with the same semantics as the Feast store, for unit tests."""
+
+    def __init__(self) -> None:
+        self._users: _Table[UserFeatures] = _Table()
+        self._items: _Table[ItemFeatures] = _Table()
+        self._activity: _Table[ItemActivityFeatures] = _Table()
+
+    def push_user_features(self, rows: Sequence[UserFeatures]) -> int:
+        return self._users.push(rows)
+
+    def get_user_features(self, user_ids: Sequence[str]) -> dict[str, UserFeatures | None]:
+        return self._users.get(user_ids)
+
+    def push_item_features(self, rows: Sequence[ItemFeatures]) -> int:
+        return self._items.push(rows)
+
+    def get_item_features(self, item_ids: Sequence[str]) -> dict[str, ItemFeatures | None]:
+        return self._items.get(item_ids)
+
+    def push_item_activity(self, rows: Sequence[ItemActivityFeatures]) -> int:
+        return self._activity.push(rows)
+
+    def get_item_activity(self, item_ids: Sequence[str]) -> dict[str, ItemActivityFeatures | None]:
+        return self._activity.get(item_ids)
 
 
 def __getattr__(name: str) -> Any:

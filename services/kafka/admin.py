@@ -2,7 +2,8 @@
 
 Brokers that auto-create topics (tansu does, with 4 partitions) would otherwise
 race the first producer, and Faust refuses co-partitioned topics whose partition
-counts differ (PartitionsMismatch).
+counts differ (PartitionsMismatch). The shared-state feeds are the exception: one
+partition each, whatever the configured count, so every worker reads them in one order.
 """
 
 from __future__ import annotations
@@ -13,12 +14,19 @@ from collections.abc import Iterable
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from services.contract.events import ALL_TOPICS
+from services.contract.events import ALL_TOPICS, FEED_TOPICS, ITEM_EMBEDDINGS
 from services.kafka.settings import KafkaSettings
 
 
 class TopicSetupError(RuntimeError):
     """Topics could not be created or have the wrong shape."""
+
+
+# Topics whose partition count is fixed by what they mean, not by the configured count.
+FIXED_PARTITIONS = dict.fromkeys(FEED_TOPICS, 1)
+# item-embeddings is read from the start by every worker; compaction keeps it one record per
+# item (brokers that ignore it, like tansu, keep every record; readers keep the last).
+TOPIC_CONFIG = {ITEM_EMBEDDINGS: {"cleanup.policy": "compact"}}
 
 
 def ensure_topics(
@@ -31,7 +39,8 @@ def ensure_topics(
     """Create missing topics; return each topic's partition count.
 
     An existing topic with a different partition count is an error: silently
-    using it would break key co-partitioning between ``clicks`` and the tables.
+    using it would break key co-partitioning between ``clicks`` and the tables
+    (or, for a feed topic, its single order).
     """
     admin = AdminClient(settings.confluent_config())
     wanted = list(topics)
@@ -50,7 +59,12 @@ def ensure_topics(
     if missing:
         futures = admin.create_topics(
             [
-                NewTopic(t, num_partitions=partitions, replication_factor=replication)
+                NewTopic(
+                    t,
+                    num_partitions=FIXED_PARTITIONS.get(t, partitions),
+                    replication_factor=replication,
+                    config=TOPIC_CONFIG.get(t, {}),
+                )
                 for t in missing
             ]
         )
@@ -67,10 +81,11 @@ def ensure_topics(
         if len(counts) == len(wanted) or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    wrong = {t: n for t, n in counts.items() if n != partitions}
+    wrong = {t: n for t, n in counts.items() if n != FIXED_PARTITIONS.get(t, partitions)}
     if wrong:
         raise TopicSetupError(
-            f"topics exist with other partition counts than {partitions}: {wrong}; "
+            f"topics exist with other partition counts than {partitions} "
+            f"({FIXED_PARTITIONS} for the feeds): {wrong}; "
             "delete them or set STREAMREC_TOPIC_PARTITIONS to match"
         )
     absent = [t for t in wanted if t not in counts]

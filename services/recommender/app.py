@@ -4,6 +4,12 @@ Agents only decode, hand micro-batches to :class:`RecommenderCore` and publish;
 everything they send is delivered before the batch is acknowledged, so an
 offset is committed only after its recommendation or dead-letter record exists
 (at-least-once, made idempotent by event_id).
+
+Item statistics, segments, the catalog and embeddings are shared by every worker of the
+group: the agents publish their changes to the ``item-activity`` and ``item-embeddings``
+feeds, and each worker applies both feeds, its own records included, as it reads them
+back (``feed.py``). /healthz is ready once the worker holds ``clicks`` partitions and has
+applied the feeds as they were when it started.
 """
 
 from __future__ import annotations
@@ -19,16 +25,27 @@ import faust
 from mode import CrashingSupervisor
 
 from services.contract import codec
-from services.contract.events import CLICKS, CLICKS_DLQ, ITEMS, ITEMS_DLQ, RECOMMENDATIONS
+from services.contract.events import (
+    CLICKS,
+    CLICKS_DLQ,
+    FEED_TOPICS,
+    ITEMS,
+    ITEMS_DLQ,
+    RECOMMENDATIONS,
+)
 from services.features.store import OnlineFeatureStore
 from services.recommender.catalog import Catalog, CatalogUpdater
 from services.recommender.embeddings import EmbeddingIndex
 from services.recommender.encoder import ItemEncoder
+from services.recommender.feed import FeedSharedState
+from services.recommender.feed_reader import FeedReader
 from services.recommender.pipeline import Click, RankingConfig, RecommenderCore
 from services.recommender.scorer import CircuitBreaker, LinearScorer, Scorer
 from services.recommender.segments import SegmentConfig, UserSegmenter
 from services.recommender.settings import WorkerSettings
+from services.recommender.shared import SharedStateApplier
 from services.recommender.state import InMemoryUserStateStore, ItemStats, UserState
+from services.recommender.timing import StageTimes
 from services.recommender.transport import App as StreamRecFaustApp
 
 log = logging.getLogger(__name__)
@@ -63,6 +80,17 @@ class FaustUserStateStore:
         value = state.to_json()
         self.table.data[user_id] = value
         self.table.send_changelog(partition, user_id, value)
+
+
+class FaustPublisher:
+    """Sends shared records with the worker's own producer (acks from all replicas)."""
+
+    def __init__(self, topics: dict[str, Any]) -> None:
+        self.topics = topics
+
+    async def send(self, topic: str, key: bytes, value: bytes) -> Awaitable[Any]:
+        delivery: Awaitable[Any] = await self.topics[topic].send(key=key, value=value)
+        return delivery
 
 
 def create_app(
@@ -102,13 +130,22 @@ def create_app(
     clicks_topic, items_topic = raw_topic(CLICKS), raw_topic(ITEMS)
     recs_topic = raw_topic(RECOMMENDATIONS)
     dlq = {CLICKS: raw_topic(CLICKS_DLQ), ITEMS: raw_topic(ITEMS_DLQ)}
+    feed_topics = {name: raw_topic(name) for name in FEED_TOPICS}
     users = app.Table("users", partitions=settings.topic_partitions)
 
     metrics = WorkerMetrics()
+    stage_times = StageTimes()
     catalog = Catalog()
     embeddings = EmbeddingIndex()
-    updater = CatalogUpdater(catalog, embeddings, encoder)
     stats = ItemStats()
+    segmenter = UserSegmenter(SegmentConfig(n_segments=settings.segments))
+    feed = FeedReader(kafka)
+    shared = FeedSharedState(
+        SharedStateApplier(stats, catalog, embeddings, segmenter),
+        feed,
+        FaustPublisher(feed_topics),
+    )
+    updater = CatalogUpdater(shared, encoder, features)
     breaker = CircuitBreaker(
         scorer or LinearScorer(), LinearScorer(), cooldown_s=settings.breaker_cooldown_s
     )
@@ -126,10 +163,12 @@ def create_app(
             diversity=settings.diversity,
         ),
         embeddings=embeddings,
-        segments=UserSegmenter(SegmentConfig(n_segments=settings.segments)),
+        segments=segmenter,
+        shared=shared,
     )
     app.streamrec_core = core  # type: ignore[attr-defined]  # for tests and the health page
     app.streamrec_metrics = metrics  # type: ignore[attr-defined]
+    app.streamrec_stage_times = stage_times  # type: ignore[attr-defined]
     within = settings.batch_ms / 1000.0
 
     async def dead_letter(event: Any, error: str) -> Awaitable[Any]:
@@ -150,8 +189,16 @@ def create_app(
     @app.agent(clicks_topic, supervisor_strategy=CrashingSupervisor)
     # `stream` is a faust Stream; its StreamT protocol does not declare take_events.
     async def process_clicks(stream: Any) -> AsyncIterator[None]:
+        waited = False
         async for events in stream.take_events(settings.batch_max, within=within):
+            if not waited:
+                # A (re)started worker ranks its first batch on the whole shared state,
+                # not on a half-read feed; past the timeout it goes on and catches up later.
+                waited = True
+                if not await shared.catch_up(settings.feed_catchup_timeout_s):
+                    log.warning("feed not caught up after %.0fs", settings.feed_catchup_timeout_s)
             received = time.monotonic()
+            decode_started = time.perf_counter()
             pending: list[Awaitable[Any]] = []
             batch: list[Click] = []
             for event in events:
@@ -168,15 +215,23 @@ def create_app(
                     pending.append(await dead_letter(event, exc.reason))
                     continue
                 batch.append(Click(click, msg.partition, received))
+            decoded = time.perf_counter() - decode_started
             result = await core.process(batch)
+            timer = result.timer
+            timer.add("decode", decoded)
             for rec in result.recommendations:
                 pending.append(
                     await recs_topic.send(key=rec.user_id.encode(), value=codec.encode(rec))
                 )
+            pending.extend(result.published)  # this batch's item-activity records
+            timer.lap("publish")
             await core.write_features(result)
+            timer.lap("feature_write")
             # Delivered before take_events acknowledges the batch: no offset is
             # committed for a click whose answer is not on the broker.
             await asyncio.gather(*pending)
+            timer.lap("delivery")
+            stage_times.record(timer, len(events))
             metrics.clicks += len(events)
             metrics.recommendations += len(result.recommendations)
             metrics.duplicates += len(result.duplicates)
@@ -196,9 +251,10 @@ def create_app(
                     pending.append(await dead_letter(event, exc.reason))
                     continue
                 items.append(item)
-            # Embedded before the batch is acknowledged, so a new item is recommendable
-            # (by its text) as soon as its offset is committed; if the encoder is down
-            # the items wait in `updater.pending` and the timer below retries them.
+            # Embedded and shared (item-embeddings delivered) before the batch is
+            # acknowledged, so a new item reaches every worker's catalog and index; if the
+            # encoder is down they are shared without vectors, wait in `updater.pending`,
+            # and the timer below retries them.
             await updater.apply(items)
             metrics.items += len(items)
             await asyncio.gather(*pending)
@@ -209,12 +265,28 @@ def create_app(
         if updater.pending:
             await updater.flush()
 
+    @app.task
+    async def start_feed() -> None:
+        feed.start()
+
+    # mode types a handler's `signal` argument by a name mypy cannot resolve.
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    def stop_feed(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # The thread is a daemon and commits nothing: a short wait for a clean close only.
+        feed.stop(timeout=2.0)
+
+    @app.timer(interval=settings.feed_sync_ms / 1000.0)
+    async def apply_feed() -> None:
+        # Between click batches, so an idle worker keeps up with the others.
+        shared.sync()
+
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
         assignment = app.consumer.assignment() if app.consumer else set()
         # Ready means consuming: the web server starts after table recovery, which can be
-        # before this worker holds any `clicks` partition (a rebalance still under way).
-        ready = any(tp.topic == CLICKS for tp in assignment)
+        # before this worker holds any `clicks` partition (a rebalance still under way),
+        # and with the feeds applied as far as they went when the worker started.
+        ready = any(tp.topic == CLICKS for tp in assignment) and shared.caught_up
         return web.json(
             {
                 "status": "ok" if ready else "starting",
@@ -224,10 +296,21 @@ def create_app(
                 "embedded_items": len(embeddings),
                 "items_pending_embedding": len(updater.pending),
                 "users_in_memory": len(users.data),
+                "feed": shared.status(),
                 **asdict(metrics),
             },
             status=200 if ready else 503,
         )
+
+    @app.page("/stages")
+    async def stages(web: Any, request: Any) -> Any:
+        """Per-stage time of the last batches (services/recommender/timing.py)."""
+        return web.json(stage_times.summary())
+
+    @app.page("/shared")
+    async def shared_state(web: Any, request: Any) -> Any:
+        """Hashes of the shared state: equal on every worker that applied the same feed."""
+        return web.json({"feed": shared.status(), "digest": shared.applier.digest()})
 
     return app
 

@@ -1,15 +1,29 @@
-"""The item catalog the worker knows: entries from the ``items`` topic and their embeddings."""
+"""The item catalog the worker knows: entries from the ``items`` topic and their embeddings.
+
+The worker whose ``items`` agent consumed an item encodes it and shares the entry with its
+vector (an ``item-embeddings`` record); every worker fills its catalog and embedding index
+from those records (``shared.py``), so each holds every item, also after a restart.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from models.item_text import item_text
-from services.contract.events import ItemEvent
-from services.recommender.embeddings import EmbeddingIndex
+from services.contract import codec
+from services.contract.events import ItemEmbedding, ItemEvent
+from services.features.store import OnlineFeatureStore
 from services.recommender.encoder import EncoderError, ItemEncoder
+from services.recommender.feature_rows import write_catalog_features
+
+if TYPE_CHECKING:  # shared.py imports Catalog
+    from services.recommender.shared import SharedState
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +49,22 @@ class Catalog:
 
 
 class CatalogUpdater:
-    """Applies catalog events: the entry at once, its text embedding as soon as the encoder
-    answers. While the encoder is unavailable items wait in ``pending`` (they are already
-    rankable by their collaborative features) and are retried on every later call.
+    """Shares catalog events: each entry at once, with its text embedding as soon as the
+    encoder answers. While the encoder is unavailable the entries are shared without one
+    (they are already rankable by their collaborative features), wait in ``pending`` and
+    are retried on every later call; a success shares them again, with the vector.
+
+    Every call returns only once its records are delivered, so the caller may then
+    acknowledge the items that caused them.
     """
 
     def __init__(
-        self, catalog: Catalog, embeddings: EmbeddingIndex, encoder: ItemEncoder | None
+        self,
+        shared: SharedState,
+        encoder: ItemEncoder | None,
+        features: OnlineFeatureStore | None = None,
     ) -> None:
-        self.catalog, self.embeddings, self.encoder = catalog, embeddings, encoder
+        self.shared, self.encoder, self.features = shared, encoder, features
         self.pending: dict[str, ItemEvent] = {}
         self.failures = 0
         self.last_error: str | None = None
@@ -52,12 +73,12 @@ class CatalogUpdater:
 
     async def apply(self, items: Sequence[ItemEvent]) -> None:
         for item in items:
-            self.catalog.upsert(item)
             self.pending[item.item_id] = item  # a changed text needs a new embedding
-        await self.flush()
+        if items and not await self.flush():
+            await self._share([(item, None) for item in items])
 
     async def flush(self) -> int:
-        """Embed every pending item; returns how many were embedded (0 if the encoder failed)."""
+        """Embed and share every pending item; returns how many (0 if the encoder failed)."""
         if self.encoder is None or not self.pending:
             return 0
         batch = list(self.pending.values())
@@ -69,11 +90,25 @@ class CatalogUpdater:
             self.last_error = str(exc)
             log.warning("item encoder failed (%s); %d item(s) pending", exc, len(self.pending))
             return 0
-        for item, vector in zip(batch, vectors, strict=True):
-            self.embeddings.upsert(item.item_id, vector)
+        self.encode_seconds += time.perf_counter() - started
+        await self._share(list(zip(batch, vectors, strict=True)))
+        for item in batch:
             # Only drop what was encoded: a newer version that arrived meanwhile stays.
             if self.pending.get(item.item_id) is item:
                 del self.pending[item.item_id]
         self.embedded += len(batch)
-        self.encode_seconds += time.perf_counter() - started
         return len(batch)
+
+    async def _share(self, entries: list[tuple[ItemEvent, np.ndarray | None]]) -> None:
+        deliveries = [
+            await self.shared.publish(
+                ItemEmbedding(
+                    item=item, embedding=None if vector is None else codec.encode_vector(vector)
+                )
+            )
+            for item, vector in entries
+        ]
+        await asyncio.gather(*deliveries)
+        # Feast's item_features rows (title, categories, embedding) of the embedded ones;
+        # before the caller acknowledges, so a failed write is retried from Kafka.
+        await write_catalog_features(self.features, entries)

@@ -3,36 +3,45 @@
 This is the worker's logic without Faust: state, candidates, one scorer call
 per batch, ranking, explanations and the feature write. The Faust agent only
 decodes, calls :meth:`RecommenderCore.process` and publishes.
+
+User state is this worker's own (its partitions). Item statistics and segments are shared
+by all workers: a click changes them only through the ``ItemActivity`` record it publishes
+(``shared.py``), applied at once in-process or, in the worker, when the feed returns it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from models.candidate_features import model_side
 from models.serving import RankRequest
-from services.contract.events import ClickEvent, Recommendation, RecommendedItem
+from services.contract.events import ClickEvent, ItemActivity, Recommendation, RecommendedItem
 from services.features.store import OnlineFeatureStore, UserFeatures
 from services.recommender import candidates as cand
 from services.recommender.catalog import Catalog
 from services.recommender.embeddings import EmbeddingIndex
 from services.recommender.explain import Evidence, reasons
+from services.recommender.feature_rows import (
+    FeatureRows,
+    item_activity_row,
+    push_with_retries,
+    user_row,
+)
 from services.recommender.rerank import mmr
 from services.recommender.scorer import CircuitBreaker, ScoringBatch
-from services.recommender.state import ItemStats, UserState, UserStateStore
+from services.recommender.shared import LocalSharedState, SharedState, SharedStateApplier
+from services.recommender.state import COVIS_WINDOW, ItemStats, UserState, UserStateStore
+from services.recommender.timing import BatchTimer
 
 log = logging.getLogger(__name__)
-
-FEATURE_WRITE_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -57,8 +66,14 @@ class BatchResult:
     recommendations: list[Recommendation] = field(default_factory=list)
     duplicates: list[ClickEvent] = field(default_factory=list)
     degraded: bool = False
-    # Newest feature row per user of the batch, for :meth:`RecommenderCore.write_features`.
-    features: list[UserFeatures] = field(default_factory=list)
+    # Newest feature row per user and a row per item clicked, for
+    # :meth:`RecommenderCore.write_features`.
+    features: FeatureRows = field(default_factory=FeatureRows)
+    # Deliveries of the batch's shared records (item-activity); await them, like the
+    # recommendations, before acknowledging the batch.
+    published: list[Awaitable[Any]] = field(default_factory=list)
+    # Where the batch's time went; the agent adds its own stages (decode, publish, ...).
+    timer: BatchTimer = field(default_factory=BatchTimer)
 
 
 @dataclass(frozen=True)
@@ -75,13 +90,21 @@ class RankingConfig:
 class Segmenter(Protocol):
     """Online user segments (services/recommender/segments.py)."""
 
-    def assign(self, user_vector: np.ndarray) -> int: ...
+    def reduce(self, user_vector: np.ndarray) -> list[float]: ...
+
+    def segment_of(self, reduced: Sequence[float]) -> int: ...
+
+    def learn(self, reduced: Sequence[float]) -> int: ...
+
+    def to_state(self) -> dict[str, Any]: ...
 
     def observe(self, segment: int, item_id: str, ts: float) -> None: ...
 
     def favourites(self, segment: int, n: int) -> list[str]: ...
 
     def affinity(self, segment: int, item_id: str) -> float: ...
+
+    def affinities(self, segment: int, item_ids: Sequence[str]) -> np.ndarray: ...
 
 
 class RecommenderCore:
@@ -95,11 +118,16 @@ class RecommenderCore:
         config: RankingConfig = RankingConfig(),
         embeddings: EmbeddingIndex | None = None,
         segments: Segmenter | None = None,
+        shared: SharedState | None = None,
     ) -> None:
         self.users, self.stats, self.catalog = users, stats, catalog
         self.scorer, self.features, self.config = scorer, features, config
         self.embeddings = embeddings if embeddings is not None else EmbeddingIndex()
         self.segments = segments
+        # Without a feed, shared state is this process's alone: records apply at once.
+        self.shared = shared or LocalSharedState(
+            SharedStateApplier(stats, catalog, self.embeddings, segments)
+        )
 
     async def process(self, batch: Sequence[Click]) -> BatchResult:
         """Apply a batch to state and rank; the caller publishes, then writes features.
@@ -109,6 +137,10 @@ class RecommenderCore:
         both, so a failed write is retried from Kafka rather than lost.
         """
         result = BatchResult()
+        timer = result.timer
+        # Rank on everything the feed delivered since the last batch.
+        self.shared.sync()
+        timer.lap("feed_sync")
         accepted: list[_Accepted] = []
         for click in batch:
             ev = click.event
@@ -117,28 +149,42 @@ class RecommenderCore:
                 # A replay of a click we already answered: no state change, no second answer.
                 result.duplicates.append(ev)
                 continue
-            previous = list(user.recent)
+            previous = user.recent[:COVIS_WINDOW]
             ts = ev.ts.timestamp()
             user.record(
                 ev.event_id, ev.item_id, ts, self.config.recent_items, self.config.seen_limit
             )
-            self.stats.observe(ev.item_id, previous, ts)
             vector = self.embeddings.user_vector(user.recent)
-            segment = None
+            segment, reduced = None, []
             if self.segments is not None:
-                segment = self.segments.assign(vector)
-                self.segments.observe(segment, ev.item_id, ts)
+                # Read-only: the centroids learn ``reduced`` when the record is applied.
+                reduced = self.segments.reduce(vector)
+                segment = self.segments.segment_of(reduced)
                 user.segment = segment
             self.users.put(ev.user_id, user, click.partition)
+            activity = ItemActivity(
+                event_id=ev.event_id,
+                user_id=ev.user_id,
+                item_id=ev.item_id,
+                previous=previous,
+                ts=ev.ts,
+                segment_vector=reduced,
+                segment=segment,
+            )
+            result.published.append(await self.shared.publish(activity))
             # Each answer reflects its user's state right after that click (a user with
             # two clicks in one batch gets two answers, each excluding what was seen then).
             accepted.append(_Accepted(click, user, vector, segment))
+        timer.lap("state")
         if not accepted:
             return result
 
         cands = self._candidates(accepted)
+        timer.lap("candidates")
         scoring = self._scoring_batch(accepted, cands)
+        timer.lap("scorer_request")
         scored, degraded = await self.scorer.score(scoring)
+        timer.lap("scorer_call")
         result.degraded = degraded
         now = datetime.now(UTC)
         for row, (acc, c) in enumerate(zip(accepted, cands, strict=True)):
@@ -147,7 +193,9 @@ class RecommenderCore:
                     acc, c, scored.scores[row], scored.model_version, degraded, now
                 )
             )
+        timer.lap("rerank_explain")
         result.features = self._feature_rows(accepted)
+        timer.lap("feature_rows")
         return result
 
     def _candidates(self, accepted: list[_Accepted]) -> list[cand.Candidates]:
@@ -164,7 +212,7 @@ class RecommenderCore:
                 view = cand.SegmentView(
                     acc.segment,
                     self.segments.favourites(acc.segment, limit),
-                    partial(self.segments.affinity, acc.segment),
+                    partial(self.segments.affinities, acc.segment),
                 )
             out.append(cand.generate(acc.user, self.stats, limit, near, view))
         return out
@@ -255,29 +303,25 @@ class RecommenderCore:
             is_new=self.stats.popularity.get(item, 0) == 0,
         )
 
-    def _feature_rows(self, accepted: list[_Accepted]) -> list[UserFeatures]:
-        latest: dict[str, UserFeatures] = {}
+    def _feature_rows(self, accepted: list[_Accepted]) -> FeatureRows:
+        """Each user's newest row, and the rows of the items the batch clicked."""
+        newest: dict[str, _Accepted] = {}  # a user's later click in the batch saw more
+        items: dict[str, None] = {}
         for acc in accepted:
-            ev, user = acc.click.event, acc.user
-            latest[ev.user_id] = UserFeatures(
-                user_id=ev.user_id,
-                event_ts=datetime.fromtimestamp(user.last_ts, UTC),
-                click_count=user.clicks,
-                last_item_id=user.recent[0],
-                recent_items=tuple(user.recent),
-            )
-        return list(latest.values())
+            ev = acc.click.event
+            newest[ev.user_id] = acc
+            items[ev.item_id] = None
+        users: list[UserFeatures] = [
+            user_row(user_id, acc.user, acc.vector, acc.segment) for user_id, acc in newest.items()
+        ]
+        windows = self.shared.applier.item_windows
+        rows = (item_activity_row(item, self.stats, windows) for item in items)
+        return FeatureRows(users, [row for row in rows if row is not None])
 
     async def write_features(self, result: BatchResult) -> None:
-        """One feature-store push per batch, retried with backoff, raising if it keeps failing."""
-        if self.features is None or not result.features:
+        """One push of user rows and one of item rows per batch, each retried with backoff;
+        raises if either keeps failing."""
+        if self.features is None:
             return
-        for attempt in range(1, FEATURE_WRITE_ATTEMPTS + 1):
-            try:
-                await asyncio.to_thread(self.features.push_user_features, result.features)
-                return
-            except Exception as exc:  # the store's client raises many types
-                if attempt == FEATURE_WRITE_ATTEMPTS:
-                    raise
-                log.warning("feature write failed (%s); retry %d", exc, attempt)
-                await asyncio.sleep(0.2 * 2**attempt)
+        await push_with_retries(self.features.push_user_features, result.features.users)
+        await push_with_retries(self.features.push_item_activity, result.features.items)

@@ -41,6 +41,12 @@ class WorkerSettings(BaseSettings):
         ge=20,
         description="longest a consumer fetch waits for data (Faust's own default is 1,500)",
     )
+    feed_sync_ms: float = Field(
+        default=100.0, gt=0, description="apply the shared-state feeds this often when idle"
+    )
+    feed_catchup_timeout_s: float = Field(
+        default=60.0, description="longest the first click batch waits for the feeds"
+    )
     batch_max: int = Field(default=256, description="clicks per micro-batch at most")
     batch_ms: float = Field(default=10.0, description="wait at most this long to fill a batch")
     top_k: int = 10

@@ -5,10 +5,14 @@ from __future__ import annotations
 import heapq
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any, Protocol
+
+import numpy as np
+
+from services.recommender.windows import DAY_S, HOUR_S, WindowedCounter
 
 # How many recent event ids a user remembers to drop replayed duplicates.
 DEDUP_WINDOW = 200
@@ -32,6 +36,18 @@ class UserState:
     clicks: int = 0
     last_ts: float = 0.0  # epoch seconds of the newest click
     segment: int | None = None  # the online segment at the newest click
+    # Clicks by event time over the last day, for the hourly and daily counts.
+    click_windows: WindowedCounter = field(default_factory=WindowedCounter)
+
+    @property
+    def clicks_1h(self) -> int:
+        """Clicks in the hour up to the newest click (event time)."""
+        return self.click_windows.count(HOUR_S)
+
+    @property
+    def clicks_24h(self) -> int:
+        """Clicks in the day up to the newest click (event time)."""
+        return self.click_windows.count(DAY_S)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -41,6 +57,7 @@ class UserState:
             "clicks": self.clicks,
             "last_ts": self.last_ts,
             "segment": self.segment,
+            "click_windows": self.click_windows.to_json(),
         }
 
     @classmethod
@@ -54,6 +71,8 @@ class UserState:
             clicks=int(data.get("clicks", 0)),
             last_ts=float(data.get("last_ts", 0.0)),
             segment=data.get("segment"),
+            # Absent from state saved before windows existed: those clicks go uncounted.
+            click_windows=WindowedCounter.from_json(data.get("click_windows")),
         )
 
     def has_event(self, event_id: str) -> bool:
@@ -73,6 +92,7 @@ class UserState:
             del self.seen[:-seen_limit]
         self.clicks += 1
         self.last_ts = max(self.last_ts, ts)
+        self.click_windows.add(ts)
 
 
 class UserStateStore(Protocol):
@@ -126,6 +146,15 @@ class ItemStats:
     def trending(self, item_id: str) -> float:
         value, at = self._trend.get(item_id, (0.0, self.now))
         return value * math.exp(-self._decay * max(0.0, self.now - at))
+
+    def trending_many(self, item_ids: Sequence[str]) -> np.ndarray:
+        """:meth:`trending` of many items at once (float64), one vectorised decay."""
+        get, now = self._trend.get, self.now
+        pairs = np.asarray([get(item, (0.0, now)) for item in item_ids], np.float64)
+        if not len(pairs):
+            return np.zeros(0)
+        pairs = pairs.reshape(-1, 2)
+        return pairs[:, 0] * np.exp(-self._decay * np.maximum(0.0, now - pairs[:, 1]))
 
     def top_trending(self, n: int) -> list[str]:
         return self._ranked("trending", n, self.trending)

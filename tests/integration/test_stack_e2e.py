@@ -42,11 +42,31 @@ def stack_env(stack) -> dict[str, str]:  # type: ignore[no-untyped-def]
     }
 
 
+def feed_applied(stack) -> int:  # type: ignore[no-untyped-def]
+    """Shared records (item-activity, item-embeddings) the worker has applied so far."""
+    import httpx
+
+    health = httpx.get(f"http://{stack.host}:{stack.worker_web_port}/healthz", timeout=5).json()
+    applied: int = health["feed"]["applied"]
+    return applied
+
+
+def wait_for_feed(stack, at_least: int, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while feed_applied(stack) < at_least:
+        assert time.monotonic() < deadline, f"the worker applied fewer than {at_least} records"
+        time.sleep(0.2)
+
+
 def test_thousand_clicks_get_exactly_thousand_recommendations(stack, kafka, unique) -> None:  # type: ignore[no-untyped-def]
     ds = synthetic.generate(n_users=60, n_items=150, n_clicks=1000, seed=7)
     prefix = f"e2e-{unique}-"
     clicks = [c.model_copy(update={"event_id": prefix + c.event_id}) for c in ds.clicks]
+    before = feed_applied(stack)
     produce_events(kafka, ITEMS, ds.items)
+    # A batch is ranked on the shared state as the feed had it when the batch began; on a
+    # fresh stack, without the catalog, a first batch would have nothing to recommend.
+    wait_for_feed(stack, before + len(ds.items))
     produce_events(kafka, CLICKS, clicks)
 
     recs = collect(kafka, RECOMMENDATIONS, lambda v: v["event_id"].startswith(prefix), 1000)

@@ -17,20 +17,23 @@ from pydantic import ValidationError
 
 from services.features import (
     MAX_RECENT_ITEMS,
+    NO_SEGMENT,
     FeatureSettings,
     FeatureStoreError,
     InMemoryFeatureStore,
+    ItemActivityFeatures,
+    ItemFeatures,
     OnlineFeatureStore,
     UserFeatures,
 )
+from services.features.guard import newest_per_key, rows_to_write
 from services.features.locks import FileLock
 from services.features.model import (
-    decode_recent_items,
-    encode_recent_items,
+    as_float32,
+    decode_ids,
+    encode_ids,
     from_epoch_us,
-    newest_per_user,
     normalise,
-    rows_to_write,
     to_epoch_us,
 )
 from services.features.settings import REPO_ROOT, RedisAddress
@@ -88,6 +91,22 @@ def test_settings_read_the_streamrec_feast_prefix(
     assert settings.online_store == "redis"
     assert settings.data_dir == tmp_path
     assert settings.redis == RedisAddress(host="cache.internal", port=6380, db=3)
+
+
+def test_offline_log_settings_default_to_buffered_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("OFFLINE_LOG", "OFFLINE_FLUSH_ROWS", "OFFLINE_FLUSH_S"):
+        monkeypatch.delenv(f"STREAMREC_FEAST_{name}", raising=False)
+    settings = FeatureSettings()
+    assert (settings.offline_log, settings.offline_flush_rows, settings.offline_flush_s) == (
+        True,
+        10_000,
+        30.0,
+    )
+    monkeypatch.setenv("STREAMREC_FEAST_OFFLINE_LOG", "false")
+    monkeypatch.setenv("STREAMREC_FEAST_OFFLINE_FLUSH_S", "0")
+    assert not FeatureSettings().offline_log and FeatureSettings().offline_flush_s == 0.0
+    with pytest.raises(ValidationError, match="offline_flush_rows"):
+        FeatureSettings(offline_flush_rows=0)
 
 
 def test_settings_hide_the_redis_url_from_repr() -> None:
@@ -169,13 +188,14 @@ def test_epoch_microseconds_round_trip_exactly() -> None:
     assert to_epoch_us(ts + timedelta(microseconds=1)) - to_epoch_us(ts) == 1
 
 
-def test_recent_items_encoding_round_trips_and_caps() -> None:
+def test_id_list_encoding_round_trips_and_caps() -> None:
     items = tuple(f"item-{n}" for n in range(60))
-    assert decode_recent_items(encode_recent_items(items)) == items[:MAX_RECENT_ITEMS]
-    assert decode_recent_items(None) == ()
-    assert decode_recent_items("") == ()
+    assert decode_ids(encode_ids(items, MAX_RECENT_ITEMS)) == items[:MAX_RECENT_ITEMS]
+    assert decode_ids(encode_ids(items)) == items
+    assert decode_ids(None) == ()
+    assert decode_ids("") == ()
     with pytest.raises(ValueError, match="JSON list"):
-        decode_recent_items('{"a": 1}')
+        decode_ids('{"a": 1}')
 
 
 # --- latest event wins ----------------------------------------------------------------
@@ -183,13 +203,13 @@ def test_recent_items_encoding_round_trips_and_caps() -> None:
 
 def test_newest_row_per_user_wins_within_a_batch(row: RowFactory) -> None:
     batch = [row("u1", 5, item="new"), row("u1", 1, item="old"), row("u2", 3, item="only")]
-    newest = newest_per_user(batch)
+    newest = newest_per_key(batch)
     assert newest["u1"].last_item_id == "new"
     assert newest["u2"].last_item_id == "only"
 
 
 def test_equal_times_in_a_batch_go_to_the_later_row(row: RowFactory) -> None:
-    newest = newest_per_user([row("u1", 5, item="first"), row("u1", 5, item="second")])
+    newest = newest_per_key([row("u1", 5, item="first"), row("u1", 5, item="second")])
     assert newest["u1"].last_item_id == "second"
 
 
@@ -205,6 +225,7 @@ def test_only_strictly_newer_rows_beat_the_stored_time(row: RowFactory) -> None:
 def test_in_memory_store_satisfies_the_protocol() -> None:
     store: OnlineFeatureStore = InMemoryFeatureStore()
     assert store.get_user_features([]) == {}
+    assert store.get_item_features([]) == {} and store.get_item_activity([]) == {}
 
 
 def test_in_memory_store_round_trips_and_reports_unknown_users(row: RowFactory) -> None:
@@ -233,6 +254,62 @@ def test_in_memory_store_counts_rows_written_after_the_guard(row: RowFactory) ->
     batch = [row("u1", 3), row("u2", 2, item="b"), row("u2", 4, item="a"), row("u3", 1)]
     assert store.push_user_features(batch) == 2  # u2 (newest of two) and u3
     assert store.push_user_features([]) == 0
+
+
+# --- the new user fields and the item rows ----------------------------------------------
+
+
+def test_user_rows_default_to_no_segment_no_windows_and_no_embedding(row: RowFactory) -> None:
+    plain = row()
+    assert (plain.segment, plain.clicks_1h, plain.clicks_24h) == (NO_SEGMENT, 0, 0)
+    assert plain.embedding == ()
+    assert plain.key == "u1"
+
+
+def test_normalise_rounds_embeddings_to_float32() -> None:
+    # Feast stores Array(Float32): what comes back is the float32 value, so the in-memory
+    # store must return the same.
+    third = 1.0 / 3.0
+    user = UserFeatures("u1", T0, 1, "i", ("i",), embedding=(third, 0.5))
+    assert normalise(user).embedding == as_float32((third, 0.5))
+    assert normalise(user).embedding[0] != third and normalise(user).embedding[1] == 0.5
+    item = ItemFeatures("i1", T0, "Title", ["Drama"], (third,))  # type: ignore[arg-type]
+    assert normalise(item).categories == ("Drama",)
+    assert normalise(item).embedding == as_float32((third,))
+
+
+def test_item_rows_need_an_id_and_an_aware_time() -> None:
+    with pytest.raises(ValueError, match="item_id"):
+        ItemFeatures("", T0, "Title")
+    with pytest.raises(ValueError, match="timezone-aware"):
+        ItemActivityFeatures("i1", datetime(2024, 1, 1), popularity=1)
+
+
+def test_activity_rows_cap_covisited_items() -> None:
+    many = tuple(f"n{k}" for k in range(30))
+    out = normalise(ItemActivityFeatures("i1", T0, 3, covisited=many))
+    assert out.covisited == many[:20]
+
+
+def test_the_guard_orders_item_rows_by_their_item() -> None:
+    older = ItemActivityFeatures("i1", T0, popularity=1)
+    newer = ItemActivityFeatures("i1", T0 + timedelta(seconds=1), popularity=2)
+    other = ItemActivityFeatures("i2", T0, popularity=7)
+    fresh = rows_to_write([newer, older, other], {"i1": T0, "i2": None})
+    assert fresh == [newer, other]
+
+
+def test_in_memory_store_keeps_items_and_activity_apart_latest_event_wins() -> None:
+    store = InMemoryFeatureStore()
+    item = ItemFeatures("i1", T0, "Heat (1995)", ("Action",), (0.5, 0.25))
+    assert store.push_item_features([item]) == 1
+    assert store.push_item_features([ItemFeatures("i1", T0, "stale")]) == 0
+    assert store.get_item_features(["i1", "ghost"]) == {"i1": item, "ghost": None}
+    # Activity rows live in their own view: the catalog row's time does not block them.
+    assert store.push_item_activity([ItemActivityFeatures("i1", T0 - timedelta(days=1), 4)]) == 1
+    assert store.push_item_activity([ItemActivityFeatures("i1", T0 - timedelta(days=2), 1)]) == 0
+    activity = store.get_item_activity(["i1"])["i1"]
+    assert activity is not None and activity.popularity == 4
 
 
 # --- locks ------------------------------------------------------------------------------

@@ -165,7 +165,7 @@ class TextSimilarityScorer:
 
 def _catalog_core(scorer: TextSimilarityScorer, diversity: float = 0.0):  # type: ignore[no-untyped-def]
     core = in_memory_core(scorer=scorer, config=RankingConfig(diversity=diversity))
-    updater = CatalogUpdater(core.catalog, core.embeddings, HashingEncoder())
+    updater = CatalogUpdater(core.shared, HashingEncoder())
     return core, updater
 
 
@@ -247,7 +247,7 @@ def test_items_wait_for_the_encoder_and_are_embedded_when_it_returns() -> None:
 
     encoder = FlakyEncoder()
     core = in_memory_core()
-    updater = CatalogUpdater(core.catalog, core.embeddings, encoder)
+    updater = CatalogUpdater(core.shared, encoder)
     run(updater.apply([ItemEvent(item_id="n1", title="New film")]))
     assert "n1" in core.catalog and "n1" not in core.embeddings
     assert list(updater.pending) == ["n1"] and updater.failures == 1

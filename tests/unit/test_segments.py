@@ -1,4 +1,5 @@
-"""Online user segments: clustering, per-segment favourites, decay, bounds, snapshots."""
+"""Online user segments: clustering, per-segment favourites, decay, bounds, snapshots,
+and assigning (read-only) apart from learning (what replicas share)."""
 
 from __future__ import annotations
 
@@ -35,11 +36,18 @@ def centers(segmenter: UserSegmenter) -> list[list[float]]:
     return list(segmenter.to_state()["centers"])
 
 
+def learn(segmenter: UserSegmenter, vector: np.ndarray) -> int:
+    """What one process alone does per click: assign, then learn the same vector."""
+    segment = segmenter.assign(vector)
+    assert segmenter.learn(segmenter.reduce(vector)) == segment
+    return segment
+
+
 def test_assign_returns_a_python_int_in_range() -> None:
     segmenter = UserSegmenter(SegmentConfig(n_segments=5))
     rng = np.random.default_rng(0)
     for vector in rng.standard_normal((200, DIM)).astype(np.float32):
-        segment = segmenter.assign(vector)
+        segment = learn(segmenter, vector)
         assert type(segment) is int and 0 <= segment < 5
 
 
@@ -47,10 +55,10 @@ def test_well_separated_tastes_get_distinct_stable_segments() -> None:
     segmenter = UserSegmenter()
     users, labels = clustered_users(600)
     for vector in users[:300]:  # warm-up
-        segmenter.assign(vector)
+        learn(segmenter, vector)
     seen: dict[int, Counter[int]] = {label: Counter() for label in range(3)}
     for vector, label in zip(users[300:], labels[300:], strict=True):
-        seen[int(label)][segmenter.assign(vector)] += 1
+        seen[int(label)][learn(segmenter, vector)] += 1
     dominant = {}
     for label, counts in seen.items():
         segment, hits = counts.most_common(1)[0]
@@ -63,10 +71,10 @@ def test_a_user_clicking_repeatedly_at_start_does_not_take_every_segment() -> No
     segmenter = UserSegmenter(SegmentConfig(n_segments=3))
     users, labels = clustered_users(300)
     for _ in range(20):
-        segmenter.assign(users[0])
+        learn(segmenter, users[0])
     by_label: dict[int, Counter[int]] = {label: Counter() for label in range(3)}
     for vector, label in zip(users, labels, strict=True):
-        by_label[int(label)][segmenter.assign(vector)] += 1
+        by_label[int(label)][learn(segmenter, vector)] += 1
     dominant = {counts.most_common(1)[0][0] for counts in by_label.values()}
     assert len(dominant) == 3, by_label
 
@@ -76,12 +84,13 @@ def test_uninformative_vector_gets_cold_segment_and_is_not_learned(fill: float) 
     segmenter = UserSegmenter()
     users, _ = clustered_users(50)
     for vector in users:
-        segmenter.assign(vector)
+        learn(segmenter, vector)
     before = centers(segmenter)
-    assert segmenter.assign(np.full(DIM, fill, np.float32)) == COLD_SEGMENT
+    assert learn(segmenter, np.full(DIM, fill, np.float32)) == COLD_SEGMENT
+    assert segmenter.reduce(np.full(DIM, fill, np.float32)) == []
     assert centers(segmenter) == before
     # The learned path does move a centroid, so the comparison above can fail.
-    segmenter.assign(users[0])
+    learn(segmenter, users[0])
     assert centers(segmenter) != before
 
 
@@ -169,13 +178,13 @@ def test_state_round_trips_through_json_and_resumes_identically() -> None:
     original = UserSegmenter(config)
     users, _ = clustered_users(400, n_clusters=4)
     for i, vector in enumerate(users[:200]):
-        original.observe(original.assign(vector), f"i{i % 37}", float(i))
+        original.observe(learn(original, vector), f"i{i % 37}", float(i))
 
     restored = UserSegmenter.from_state(json.loads(json.dumps(original.to_state())))
     assert restored.to_state() == original.to_state()
     for i, vector in enumerate(users[200:]):
-        segment = original.assign(vector)
-        assert restored.assign(vector) == segment
+        segment = learn(original, vector)
+        assert learn(restored, vector) == segment
         original.observe(segment, f"i{i % 37}", 200.0 + i)
         restored.observe(segment, f"i{i % 37}", 200.0 + i)
     for segment in range(config.n_segments):
@@ -190,3 +199,32 @@ def test_fresh_state_round_trips_and_other_versions_are_refused() -> None:
     assert UserSegmenter.from_state(state).assign(vector) == fresh.assign(vector)
     with pytest.raises(ValueError, match="version"):
         UserSegmenter.from_state({**state, "version": 0})
+
+
+def test_assign_learns_nothing() -> None:
+    segmenter = UserSegmenter(SegmentConfig(n_segments=4))
+    users, _ = clustered_users(40)
+    for vector in users[:20]:
+        learn(segmenter, vector)
+    before = segmenter.to_state()
+    for vector in users[20:]:
+        segmenter.assign(vector)
+        segmenter.reduce(vector)
+    assert segmenter.to_state() == before
+
+
+def test_replicas_learning_the_published_vectors_hold_the_same_segments() -> None:
+    """One worker assigns and publishes ``reduce``'s vector (JSON); every replica, that
+    worker included, learns from the published vectors in one order."""
+    config = SegmentConfig(n_segments=5, seed=4)
+    owner, replica = UserSegmenter(config), UserSegmenter(config)
+    users, _ = clustered_users(300, n_clusters=4)
+    for i, vector in enumerate(users):
+        segment = owner.assign(vector)
+        published = json.loads(json.dumps({"v": owner.reduce(vector), "s": segment}))
+        for segmenter in (owner, replica):
+            segmenter.learn(published["v"])
+            segmenter.observe(published["s"], f"i{i % 23}", float(i))
+    assert replica.to_state() == owner.to_state()
+    with pytest.raises(ValueError, match="reduced vector"):
+        owner.learn([1.0, 0.0])

@@ -37,3 +37,21 @@ def test_trending_decays_with_event_time() -> None:
     assert stats.trending("new") > stats.trending("old")
     assert stats.top_trending(1) == ["new"]
     assert stats.top_popular(1) == ["old"]
+
+
+def test_user_state_counts_clicks_over_the_last_hour_and_day() -> None:
+    user = UserState()
+    day0 = 1_714_564_800.0
+    for i, offset in enumerate((0.0, 3600.0 * 20, 3600.0 * 23.5, 3600.0 * 23.9)):
+        user.record(f"e{i}", f"i{i}", day0 + offset, recent_limit=50, seen_limit=2000)
+    assert (user.clicks_1h, user.clicks_24h, user.clicks) == (2, 4, 4)
+    back = UserState.from_json(user.to_json())
+    assert back == user and (back.clicks_1h, back.clicks_24h) == (2, 4)
+
+
+def test_user_state_saved_before_windows_still_loads() -> None:
+    old = {"recent": ["a"], "seen": ["a"], "event_ids": ["e1"], "clicks": 1, "last_ts": 5.0}
+    user = UserState.from_json(old)
+    assert user.clicks == 1 and (user.clicks_1h, user.clicks_24h) == (0, 0)
+    user.record("e2", "b", 10.0, recent_limit=50, seen_limit=2000)
+    assert user.clicks_24h == 1  # only what it has seen since

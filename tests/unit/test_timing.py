@@ -1,0 +1,40 @@
+"""Per-stage timing of micro-batches (services/recommender/timing.py)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from services.recommender.timing import BatchTimer, StageTimes
+
+
+def test_laps_charge_the_time_since_the_previous_lap() -> None:
+    timer = BatchTimer()
+    time.sleep(0.01)
+    timer.lap("a")
+    timer.lap("b")
+    timer.add("a", 1.0)
+    assert timer.stages["a"] == pytest.approx(1.01, abs=0.005)
+    assert timer.stages["b"] < 0.005
+
+
+def test_summary_gives_percentiles_per_batch_and_time_per_click() -> None:
+    times = StageTimes(window=10)
+    for seconds in (0.001, 0.002, 0.003):
+        times.record(BatchTimer({"score": seconds}), clicks=2)
+    times.record(BatchTimer({"score": 0.004, "late": 0.006}), clicks=2)
+    summary = times.summary()
+    assert summary["score"]["p50_ms"] == pytest.approx(2.5)
+    assert summary["score"]["per_click_ms"] == pytest.approx(10.0 / 8)
+    # A stage first seen late counts 0 s for the batches before it.
+    assert summary["late"]["per_click_ms"] == pytest.approx(6.0 / 8)
+    assert summary["late"]["p50_ms"] == 0.0
+    assert summary["batch_size"]["mean"] == 2.0
+
+
+def test_the_window_forgets_old_batches() -> None:
+    times = StageTimes(window=2)
+    for seconds in (1.0, 0.001, 0.001):
+        times.record(BatchTimer({"s": seconds}), clicks=1)
+    assert times.summary()["s"]["p99_ms"] < 2.0
