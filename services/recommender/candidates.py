@@ -8,7 +8,6 @@ them), the user's segment's favourites, then trending and popular items to fill.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -37,7 +36,7 @@ class SegmentView:
 
     segment: int
     favourites: Sequence[str]
-    affinity: Callable[[str], float]  # item -> log1p decayed clicks by the segment
+    affinities: Callable[[Sequence[str]], np.ndarray]  # items -> log1p decayed segment clicks
 
 
 def generate(
@@ -81,24 +80,20 @@ def generate(
     # Co-visitation neighbours beyond their share fill whatever is still free.
     take(covis_items[taken:], "covisitation", limit)
     items = list(chosen)
-    feats = np.zeros((len(items), NUM_FEATURES), np.float32)
-    affinity = segment.affinity if segment is not None else _no_affinity
-    for i, item in enumerate(items):
-        feats[i] = (
-            math.log1p(neighbours.get(item, 0.0)),
-            math.log1p(stats.popularity.get(item, 0)),
-            math.log1p(stats.trending(item)),
-            affinity(item),
-        )
+    # Column by column, vectorised: a per-candidate loop of log1p/exp calls was a fifth
+    # of the worker's time per click.
+    feats = np.empty((len(items), NUM_FEATURES), np.float32)
+    get_covis, get_pop = neighbours.get, stats.popularity.get
+    feats[:, 0] = [get_covis(item, 0.0) for item in items]
+    feats[:, 1] = [get_pop(item, 0) for item in items]
+    feats[:, 2] = stats.trending_many(items)
+    np.log1p(feats[:, :3], out=feats[:, :3])
+    feats[:, 3] = segment.affinities(items) if segment is not None else 0.0
     return Candidates(
         items=items,
         features=feats,
         sources=[chosen[i] for i in items],
     )
-
-
-def _no_affinity(item: str) -> float:
-    return 0.0
 
 
 def pad_features(batch: Sequence[Candidates], width: int) -> np.ndarray:

@@ -83,15 +83,23 @@ class EmbeddingIndex:
         if n == 0 or k <= 0:
             return [[] for _ in range(queries.shape[0])]
         sims = queries @ self.matrix.T
+        get = self._rows.get
         results: list[list[tuple[str, float]]] = []
         for q in range(queries.shape[0]):
             if not np.any(queries[q]):
                 results.append([])  # nothing known about the user's taste yet
                 continue
-            skip = set(exclude[q]) if q < len(exclude) else set()
-            want = min(n, k + len(skip))
-            top = np.argpartition(-sims[q], want - 1)[:want]
-            top = top[np.argsort(-sims[q, top], kind="stable")]
-            row = [(self.ids[i], float(sims[q, i])) for i in top if self.ids[i] not in skip]
-            results.append(row[:k])
+            row = sims[q]
+            if q < len(exclude):
+                # Mask the excluded rows rather than filter a longer top list: a heavy user
+                # has seen most of a small catalog, and walking it per click was the
+                # worker's single largest cost.
+                skip = np.fromiter((get(i, -1) for i in exclude[q]), np.int64)
+                row[skip[skip >= 0]] = -np.inf
+            want = min(n, k)
+            top = np.argpartition(-row, want - 1)[:want]
+            top = top[np.argsort(-row[top], kind="stable")]
+            top = top[np.isfinite(row[top])]
+            ids = self.ids
+            results.append([(ids[i], float(row[i])) for i in top.tolist()])
         return results
