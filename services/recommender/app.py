@@ -28,12 +28,12 @@ from services.contract import codec
 from services.contract.events import (
     CLICKS,
     CLICKS_DLQ,
-    FEED_TOPICS,
     ITEMS,
     ITEMS_DLQ,
     RECOMMENDATIONS,
 )
 from services.features.store import OnlineFeatureStore
+from services.kafka.async_producer import AsyncProducer
 from services.recommender.catalog import Catalog, CatalogUpdater
 from services.recommender.embeddings import EmbeddingIndex
 from services.recommender.encoder import ItemEncoder
@@ -82,17 +82,6 @@ class FaustUserStateStore:
         self.table.send_changelog(partition, user_id, value)
 
 
-class FaustPublisher:
-    """Sends shared records with the worker's own producer (acks from all replicas)."""
-
-    def __init__(self, topics: dict[str, Any]) -> None:
-        self.topics = topics
-
-    async def send(self, topic: str, key: bytes, value: bytes) -> Awaitable[Any]:
-        delivery: Awaitable[Any] = await self.topics[topic].send(key=key, value=value)
-        return delivery
-
-
 def create_app(
     settings: WorkerSettings,
     scorer: Scorer | None = None,
@@ -128,9 +117,10 @@ def create_app(
         return app.topic(name, key_serializer="raw", value_serializer="raw")
 
     clicks_topic, items_topic = raw_topic(CLICKS), raw_topic(ITEMS)
-    recs_topic = raw_topic(RECOMMENDATIONS)
-    dlq = {CLICKS: raw_topic(CLICKS_DLQ), ITEMS: raw_topic(ITEMS_DLQ)}
-    feed_topics = {name: raw_topic(name) for name in FEED_TOPICS}
+    dlq = {CLICKS: CLICKS_DLQ, ITEMS: ITEMS_DLQ}
+    # Everything the agents write, except the table changelog, goes through librdkafka
+    # (services/kafka/async_producer.py: Faust's send path cost ~0.3 ms per message).
+    out = AsyncProducer(kafka)
     users = app.Table("users", partitions=settings.topic_partitions)
 
     metrics = WorkerMetrics()
@@ -143,7 +133,7 @@ def create_app(
     shared = FeedSharedState(
         SharedStateApplier(stats, catalog, embeddings, segmenter),
         feed,
-        FaustPublisher(feed_topics),
+        out,
     )
     updater = CatalogUpdater(shared, encoder, features)
     breaker = CircuitBreaker(
@@ -183,8 +173,7 @@ def create_app(
         )
         metrics.dead_letters += 1
         log.warning("dead-lettered %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, error)
-        fut: Awaitable[Any] = await dlq[msg.topic].send(key=event.key, value=codec.encode(record))
-        return fut
+        return await out.send(dlq[msg.topic], event.key, codec.encode(record))
 
     @app.agent(clicks_topic, supervisor_strategy=CrashingSupervisor)
     # `stream` is a faust Stream; its StreamT protocol does not declare take_events.
@@ -221,7 +210,7 @@ def create_app(
             timer.add("decode", decoded)
             for rec in result.recommendations:
                 pending.append(
-                    await recs_topic.send(key=rec.user_id.encode(), value=codec.encode(rec))
+                    await out.send(RECOMMENDATIONS, rec.user_id.encode(), codec.encode(rec))
                 )
             pending.extend(result.published)  # this batch's item-activity records
             timer.lap("publish")
@@ -274,6 +263,9 @@ def create_app(
     def stop_feed(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         # The thread is a daemon and commits nothing: a short wait for a clean close only.
         feed.stop(timeout=2.0)
+        # Whatever is still queued belongs to batches not yet acknowledged: they will be
+        # consumed again, so a short flush is a courtesy, not a guarantee.
+        out.close(timeout=2.0)
 
     @app.timer(interval=settings.feed_sync_ms / 1000.0)
     async def apply_feed() -> None:

@@ -142,9 +142,15 @@ class RecommenderCore:
         self.shared.sync()
         timer.lap("feed_sync")
         accepted: list[_Accepted] = []
+        # Each user's newest state in this batch and its partition, written back once per
+        # user after the loop: a heavy user's state (seen items, recent event ids) is tens of
+        # KB of changelog JSON, and users click in runs.
+        latest: dict[str, tuple[UserState, int]] = {}
         for click in batch:
             ev = click.event
-            user = self.users.get(ev.user_id)
+            held = latest.get(ev.user_id)
+            # A copy, so an earlier click's answer keeps the state as it was after that click.
+            user = held[0].copy() if held else self.users.get(ev.user_id)
             if user.has_event(ev.event_id):
                 # A replay of a click we already answered: no state change, no second answer.
                 result.duplicates.append(ev)
@@ -161,7 +167,7 @@ class RecommenderCore:
                 reduced = self.segments.reduce(vector)
                 segment = self.segments.segment_of(reduced)
                 user.segment = segment
-            self.users.put(ev.user_id, user, click.partition)
+            latest[ev.user_id] = (user, click.partition)
             activity = ItemActivity(
                 event_id=ev.event_id,
                 user_id=ev.user_id,
@@ -175,6 +181,8 @@ class RecommenderCore:
             # Each answer reflects its user's state right after that click (a user with
             # two clicks in one batch gets two answers, each excluding what was seen then).
             accepted.append(_Accepted(click, user, vector, segment))
+        for user_id, (user, partition) in latest.items():
+            self.users.put(user_id, user, partition)
         timer.lap("state")
         if not accepted:
             return result

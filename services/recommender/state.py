@@ -60,6 +60,10 @@ class UserState:
             "click_windows": self.click_windows.to_json(),
         }
 
+    def copy(self) -> UserState:
+        """An independent copy (lists and windows included)."""
+        return UserState.from_json(self.to_json())
+
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> UserState:
         if not data:

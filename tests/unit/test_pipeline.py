@@ -97,6 +97,26 @@ def test_replayed_event_id_gets_no_second_answer_and_no_double_count() -> None:
     assert core.stats.popularity["a"] == 1
 
 
+def test_a_users_clicks_in_one_batch_are_answered_in_turn_and_stored_once() -> None:
+    core = in_memory_core()
+    warm(core)
+    puts: list[str] = []
+    put = core.users.put
+    core.users.put = lambda user_id, state, partition: (
+        puts.append(user_id),
+        put(user_id, state, partition),
+    )  # type: ignore[method-assign]
+    batch = [click("e1", "u1", "a"), click("e2", "u1", "b"), click("e1", "u1", "a")]
+    res = run(core.process(batch))
+    first, second = res.recommendations
+    # The first answer is the state after the first click: "b" was not yet seen.
+    assert "b" in [i.item_id for i in first.items]
+    assert not {"a", "b"} & {i.item_id for i in second.items}
+    assert len(res.duplicates) == 1  # the replay inside the batch
+    assert puts == ["u1"] and core.users.get("u1").recent == ["b", "a"]
+    assert core.users.get("u1").clicks == 2
+
+
 def test_scorer_failure_degrades_then_recovers_after_cooldown() -> None:
     primary = FailingScorer()
     core = in_memory_core()
