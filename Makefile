@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.streamrec-installed
 TOOLS := .tools/triton-venv/.streamrec-ready
 
-.PHONY: install models demo test test-unit test-integration lint schemas up down status clean bench
+.PHONY: install models demo test test-unit test-integration lint schemas up down status clean bench eval
 
 install: $(STAMP) $(TOOLS) models
 
@@ -40,6 +40,11 @@ test-unit: install
 test-integration: install
 	.ci/services
 	$(PY) -m pytest -q -m integration
+
+# Streaming quality replay of ml-100k on a fresh stack (flat out; several minutes on 2 cores).
+# The report (JSON and Markdown) goes to .run/eval/<run id>/.
+eval: install
+	$(PY) -m services.eval --dataset ml-100k --start-stack
 
 # Benchmarks, not tests: run on a quiet machine; results go to docs/BENCHMARKS.md.
 bench: install

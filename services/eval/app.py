@@ -1,0 +1,189 @@
+"""One quality replay: the baselines in-process, then the stream through Kafka and the
+workers, joined, measured and written up."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from services.eval import baselines, delivery, protocol, report
+from services.eval.collector import Joiner, KafkaCollector
+from services.eval.progress import Progress
+from services.eval.replayer import Replayer, ReplayTimes
+from services.eval.settings import EvalSettings
+from services.eval.stream import ReplayStream, load_stream
+from services.eval.workers import WorkerProbe
+from services.kafka.settings import KafkaSettings
+from services.stack.settings import StackSettings
+
+log = logging.getLogger(__name__)
+
+
+def new_run_id() -> str:
+    return f"eval-{uuid.uuid4().hex[:8]}"
+
+
+def baseline_quality(
+    stream: ReplayStream, pairs: list[protocol.Pair], k: int
+) -> tuple[dict[str, protocol.Quality], float]:
+    """Each baseline replayed on the stream; returns their quality and the seconds taken."""
+    started = time.monotonic()
+    wanted = {p.event_id for p in pairs}
+    out = {}
+    for model in baselines.default_baselines():
+        answers = baselines.replay(model, stream.clicks, wanted, k)
+        out[model.name] = protocol.score(pairs, answers, k)
+    return out, time.monotonic() - started
+
+
+def _code_version() -> dict[str, Any]:
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], capture_output=True, text=True, check=False, cwd=Path(__file__).parent
+        ).stdout.strip()
+
+    return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain"))}
+
+
+def run(
+    settings: EvalSettings,
+    stack: StackSettings,
+    echo: Callable[[str], None] = print,
+    stream: ReplayStream | None = None,
+    run_id: str | None = None,
+) -> tuple[dict[str, Any], Path]:
+    """Replay, measure and write the report; returns it and its directory.
+
+    ``stream`` replaces the named data set (tests pass a small one).
+    """
+    run_id = run_id or new_run_id()
+    if stream is None:
+        echo(f"loading {settings.dataset}")
+        stream = load_stream(
+            settings.dataset,
+            warmup_fraction=settings.warmup_fraction,
+            limit=settings.limit,
+            seed=settings.seed,
+        )
+    stream = stream.for_run(run_id)
+    pairs = protocol.consecutive_pairs(stream.clicks, stream.split)
+    echo(
+        f"{len(stream.clicks)} clicks, {len(stream.items)} items; {len(pairs)} test pairs; "
+        "scoring the baselines in-process"
+    )
+    # Before the stack starts, so they do not compete with it for the CPU.
+    base, base_s = baseline_quality(stream, pairs, settings.k)
+    for name, q in base.items():
+        echo(f"  {name}: HR@{q.k} {q.hr:.4f}  NDCG@{q.k} {q.ndcg:.4f}")
+
+    started_here = False
+    if settings.start_stack:
+        from services.stack.control import up_detached
+
+        echo("starting the embedded stack")
+        up_detached(stack)
+        started_here = True
+    try:
+        joiner, times = _replay(settings, stack, stream, echo)
+    finally:
+        if started_here:
+            from services.stack.control import down
+
+            echo("stopping the embedded stack")
+            down(stack)
+
+    answers = {e: a.items for e, a in joiner.answers.items()}
+    system = protocol.score(pairs, answers, settings.k)
+    measured = delivery.measure(joiner, times.sent_at, times.clicks_started, times.clicks_flushed)
+    k = settings.k
+    result: dict[str, Any] = {
+        "run_id": run_id,
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "code": _code_version(),
+        "settings": {
+            "rate": settings.rate,
+            "limit": settings.limit,
+            "k": k,
+            "warmup_fraction": settings.warmup_fraction,
+            "bootstrap": _bootstrap(settings, stack),
+            "stack_started_here": started_here,
+        },
+        "stream": stream.summary(),
+        "quality": {
+            "pairs": len(pairs),
+            "models": {"system": system.as_dict(), **{n: q.as_dict() for n, q in base.items()}},
+            "goal": {
+                f"hr@{k}": settings.goal_hr,
+                f"ndcg@{k}": settings.goal_ndcg,
+                "met": system.hr >= settings.goal_hr and system.ndcg >= settings.goal_ndcg,
+            },
+        },
+        "completeness": measured.completeness,
+        "latency_ms": measured.latency_ms,
+        "throughput": measured.throughput,
+        "durations_s": {
+            "baselines": round(base_s, 1),
+            "catalog": round(times.catalog_ready - times.catalog_started, 1),
+            "produce_clicks": round(times.clicks_flushed - times.clicks_started, 1),
+        },
+    }
+    out = settings.report_dir(run_id)
+    json_path, md_path = report.write(result, out)
+    echo(f"report: {json_path} and {md_path}")
+    return result, out
+
+
+def _bootstrap(settings: EvalSettings, stack: StackSettings) -> str:
+    return settings.bootstrap or stack.bootstrap
+
+
+def _worker_urls(settings: EvalSettings, stack: StackSettings) -> list[str]:
+    if settings.worker_urls:
+        return list(settings.worker_urls)
+    return [
+        f"http://{stack.host}:{stack.worker_web_port + i}/healthz" for i in range(stack.workers)
+    ]
+
+
+def _replay(
+    settings: EvalSettings, stack: StackSettings, stream: ReplayStream, echo: Callable[[str], None]
+) -> tuple[Joiner, ReplayTimes]:
+    # Explicit bootstrap over the environment's; security settings still come from it.
+    kafka = KafkaSettings(bootstrap=_bootstrap(settings, stack))
+    probe = WorkerProbe(_worker_urls(settings, stack)) if settings.wait_catalog else None
+    replayer = Replayer(
+        kafka, probe, rate=settings.rate, catalog_timeout_s=settings.catalog_timeout_s
+    )
+    times = ReplayTimes()
+    echo(f"sending the catalog ({len(stream.items)} items) and waiting for the workers")
+    replayer.send_catalog(stream, times)
+    echo(f"catalog in after {times.catalog_ready - times.catalog_started:.1f}s")
+
+    joiner = Joiner(c.event_id for c in stream.clicks)
+    n = len(stream.clicks)
+    sent_bar = Progress("clicks sent", n, "click", enabled=settings.progress, position=0)
+    got_bar = Progress("answers received", n, "rec", enabled=settings.progress, position=1)
+    collector = KafkaCollector(kafka, joiner, on_answer=got_bar.update)
+    # Positioned at the topics' ends before the first click goes out.
+    collector.start()
+    try:
+        replayer.send_clicks(stream, times, on_sent=sent_bar.update)
+        sent_bar.close()
+        complete = collector.wait(
+            idle_s=settings.idle_timeout_s, settle_s=settings.settle_s, since=times.clicks_flushed
+        )
+    finally:
+        collector.stop()
+        got_bar.close()
+    if not complete:
+        echo(
+            f"stopped waiting: {joiner.settled} of {n} clicks have an outcome and nothing came "
+            f"for {settings.idle_timeout_s:.0f}s"
+        )
+    return joiner, times

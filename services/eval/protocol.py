@@ -1,0 +1,86 @@
+"""The consecutive-pair protocol: does the answer to a click contain the user's next click?
+
+For every two consecutive clicks ``a -> b`` of one user that both fall in the test part
+of the stream (after the warm-up), the recommendation emitted after ``a`` is judged on
+``b``'s item: HR@k = 1 when it is among the first k items, NDCG@k = 1/log2(rank + 1)
+(one relevant item, so the ideal DCG is 1). A pair whose first click got no answer
+counts as a miss, and is reported apart so a lost answer never looks like a bad one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+
+from services.contract.events import ClickEvent
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A test click and the item its user clicked next."""
+
+    event_id: str
+    user_id: str
+    next_item_id: str
+
+
+def consecutive_pairs(clicks: Sequence[ClickEvent], split: int) -> list[Pair]:
+    """Every pair of consecutive clicks of one user with both at index >= ``split``.
+
+    In stream order of the second click, so the result is deterministic.
+    """
+    pairs: list[Pair] = []
+    last: dict[str, int] = {}  # user -> index of their latest click so far
+    for index, click in enumerate(clicks):
+        before = last.get(click.user_id)
+        if before is not None and before >= split:
+            first = clicks[before]
+            pairs.append(Pair(first.event_id, click.user_id, click.item_id))
+        last[click.user_id] = index
+    return pairs
+
+
+@dataclass(frozen=True)
+class Quality:
+    """HR@k and NDCG@k over the pairs, with how many pairs had an answer at all."""
+
+    k: int
+    hr: float
+    ndcg: float
+    pairs: int
+    answered: int
+    hits: int
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {
+            f"hr@{self.k}": round(self.hr, 6),
+            f"ndcg@{self.k}": round(self.ndcg, 6),
+            **{key: value for key, value in asdict(self).items() if key not in ("hr", "ndcg")},
+        }
+
+
+def score(pairs: Sequence[Pair], answers: Mapping[str, Sequence[str]], k: int = 10) -> Quality:
+    """HR@k and NDCG@k of ``answers`` (event_id -> ranked item ids, best first)."""
+    if k < 1:
+        raise ValueError(f"k must be positive, got {k}")
+    hits = answered = 0
+    gain = 0.0
+    for pair in pairs:
+        ranked = answers.get(pair.event_id)
+        if ranked is None:
+            continue
+        answered += 1
+        top = list(ranked[:k])
+        if pair.next_item_id in top:
+            hits += 1
+            gain += 1.0 / math.log2(top.index(pair.next_item_id) + 2)
+    n = len(pairs)
+    return Quality(
+        k=k,
+        hr=hits / n if n else 0.0,
+        ndcg=gain / n if n else 0.0,
+        pairs=n,
+        answered=answered,
+        hits=hits,
+    )

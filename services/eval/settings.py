@@ -1,0 +1,48 @@
+"""Settings of ``python -m services.eval``: read once at the entry point, then passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class EvalSettings(BaseSettings):
+    """How one quality replay runs; every field is also ``STREAMREC_EVAL_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="STREAMREC_EVAL_", frozen=True, extra="ignore")
+
+    dataset: Literal["ml-100k", "synthetic"] = "ml-100k"
+    rate: float = Field(default=0.0, ge=0.0, description="clicks per second; 0 = flat out")
+    limit: int | None = Field(default=None, ge=1, description="replay only the first N clicks")
+    seed: int = Field(default=0, description="for the synthetic data set")
+    warmup_fraction: float = Field(default=0.8, ge=0.0, lt=1.0)
+    k: int = Field(default=10, ge=1, description="list length judged (HR@k, NDCG@k)")
+    goal_hr: float = 0.20
+    goal_ndcg: float = 0.10
+    out_dir: Path | None = Field(
+        default=None, description="where the report goes; default .run/eval/<run id>/"
+    )
+    bootstrap: str | None = Field(
+        default=None, description="Kafka bootstrap; default: the embedded stack's"
+    )
+    worker_urls: tuple[str, ...] = Field(
+        default=(), description="worker /healthz URLs; default: the embedded stack's workers"
+    )
+    start_stack: bool = Field(default=False, description="bring the stack up and down")
+    wait_catalog: bool = Field(default=True, description="wait until the workers have the items")
+    catalog_timeout_s: float = 600.0
+    idle_timeout_s: float = Field(
+        default=120.0, description="give up waiting after this long without a new answer"
+    )
+    settle_s: float = Field(
+        default=3.0, description="keep reading this long after the last answer (duplicates)"
+    )
+    progress: bool = True
+
+    def report_dir(self, run_id: str) -> Path:
+        return self.out_dir if self.out_dir is not None else REPO_ROOT / ".run" / "eval" / run_id
