@@ -3,6 +3,7 @@
 Examples::
 
     python -m services.eval --dataset ml-100k --start-stack          # fresh stack, flat out
+    python -m services.eval --start-stack --train-on-warmup          # the ranker sees no test click
     python -m services.eval --dataset ml-100k --rate 300 --limit 20000  # a running stack
 """
 
@@ -34,6 +35,12 @@ import click
 @click.option("--bootstrap", default=None, help="HOST:PORT; default: the stack settings'")
 @click.option("--worker-url", "worker_urls", multiple=True, help="a worker's /healthz URL")
 @click.option("--start-stack", is_flag=True, default=None, help="bring the stack up and down")
+@click.option(
+    "--train-on-warmup",
+    is_flag=True,
+    default=None,
+    help="serve a ranker trained on the warm-up clicks only (with --start-stack; minutes)",
+)
 @click.option("--no-catalog-wait", is_flag=True, help="do not wait for the workers' catalog")
 @click.option(
     "--catalog-timeout",
@@ -70,6 +77,8 @@ def main(no_catalog_wait: bool, no_progress: bool, **given: Any) -> None:
         overrides["progress"] = False
     settings = EvalSettings(**overrides)
     stack = StackSettings()
+    if settings.train_on_warmup and not settings.start_stack:
+        raise click.UsageError("--train-on-warmup needs --start-stack: the stack must load it")
     if settings.start_stack and settings.bootstrap not in (None, stack.bootstrap):
         raise click.UsageError(
             f"--start-stack runs against the stack's broker ({stack.bootstrap}); "

@@ -82,6 +82,17 @@ def run(
     for name, q in base.items():
         echo(f"  {name}: HR@{q.k} {q.hr:.4f}  NDCG@{q.k} {q.ndcg:.4f}")
 
+    out = settings.report_dir(run_id)
+    trained = None
+    if settings.train_on_warmup:
+        if not settings.start_stack:
+            raise ValueError("--train-on-warmup needs --start-stack (the stack must load it)")
+        from services.eval.warmup_model import train_on_warmup
+
+        repository = train_on_warmup(stream, stack.model_repository, out, echo)
+        stack = stack.model_copy(update={"model_repository": repository})
+        trained = str(repository)
+
     started_here = False
     if settings.start_stack:
         from services.stack.control import up_detached
@@ -113,6 +124,7 @@ def run(
             "warmup_fraction": settings.warmup_fraction,
             "bootstrap": _bootstrap(settings, stack),
             "stack_started_here": started_here,
+            "ranker_trained_on_warmup": trained,
         },
         "stream": stream.summary(),
         "quality": {
@@ -133,7 +145,6 @@ def run(
             "produce_clicks": round(times.clicks_flushed - times.clicks_started, 1),
         },
     }
-    out = settings.report_dir(run_id)
     json_path, md_path = report.write(result, out)
     echo(f"report: {json_path} and {md_path}")
     return result, out

@@ -43,6 +43,14 @@ def markdown(report: dict[str, Any]) -> str:
             "; fresh stack started for the run."
             if report["settings"]["stack_started_here"]
             else "; on a stack that was already running (its item state is not fresh)."
+        )
+        + (
+            " The ranker served was trained on the warm-up clicks only."
+            if report["settings"].get("ranker_trained_on_warmup")
+            else " The ranker served is the committed one (trained on all of ml-100k, so it"
+            " has seen the judged period)."
+            if stream["dataset"] == "ml-100k"
+            else ""
         ),
         "",
         "## Quality (consecutive-pair protocol)",

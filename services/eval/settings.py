@@ -34,6 +34,10 @@ class EvalSettings(BaseSettings):
         default=(), description="worker /healthz URLs; default: the embedded stack's workers"
     )
     start_stack: bool = Field(default=False, description="bring the stack up and down")
+    train_on_warmup: bool = Field(
+        default=False,
+        description="serve a ranker trained on the warm-up clicks only (needs start_stack)",
+    )
     wait_catalog: bool = Field(default=True, description="wait until the workers have the items")
     catalog_timeout_s: float = 600.0
     idle_timeout_s: float = Field(
