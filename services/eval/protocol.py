@@ -51,6 +51,8 @@ class Quality:
     pairs: int
     answered: int
     hits: int
+    # Distinct items shown in the top k of the judged answers: catalog coverage's numerator.
+    covered: int = 0
 
     def as_dict(self) -> dict[str, float | int]:
         return {
@@ -66,12 +68,14 @@ def score(pairs: Sequence[Pair], answers: Mapping[str, Sequence[str]], k: int = 
         raise ValueError(f"k must be positive, got {k}")
     hits = answered = 0
     gain = 0.0
+    shown: set[str] = set()
     for pair in pairs:
         ranked = answers.get(pair.event_id)
         if ranked is None:
             continue
         answered += 1
         top = list(ranked[:k])
+        shown.update(top)
         if pair.next_item_id in top:
             hits += 1
             gain += 1.0 / math.log2(top.index(pair.next_item_id) + 2)
@@ -83,4 +87,5 @@ def score(pairs: Sequence[Pair], answers: Mapping[str, Sequence[str]], k: int = 
         pairs=n,
         answered=answered,
         hits=hits,
+        covered=len(shown),
     )

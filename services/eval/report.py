@@ -55,17 +55,19 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "## Quality (consecutive-pair protocol)",
         "",
-        f"| recommender | HR@{k} | NDCG@{k} | pairs answered |",
-        "|---|---:|---:|---:|",
+        f"| recommender | HR@{k} | NDCG@{k} | pairs answered | catalog coverage |",
+        "|---|---:|---:|---:|---:|",
     ]
     for name, q in report["quality"]["models"].items():
+        covered = q.get("covered", 0)
         lines.append(
             f"| {name} | {_fmt(q[f'hr@{k}'])} | {_fmt(q[f'ndcg@{k}'])} | "
-            f"{q['answered']} / {q['pairs']} |"
+            f"{q['answered']} / {q['pairs']} | {covered} items "
+            f"({covered / max(1, stream['items']):.1%}) |"
         )
     goal = report["quality"]["goal"]
     lines += [
-        f"| *goal* | *{goal[f'hr@{k}']:.2f}* | *{goal[f'ndcg@{k}']:.2f}* | |",
+        f"| *goal* | *{goal[f'hr@{k}']:.2f}* | *{goal[f'ndcg@{k}']:.2f}* | | |",
         "",
         f"The system {'meets' if goal['met'] else 'does not meet'} the goal.",
         "",

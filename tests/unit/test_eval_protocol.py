@@ -80,6 +80,7 @@ def test_hr_and_ndcg_by_hand() -> None:
     assert (q.pairs, q.answered, q.hits) == (4, 3, 2)
     assert q.hr == pytest.approx(2 / 4)
     assert q.ndcg == pytest.approx((1.0 + 0.5) / 4)
+    assert q.covered == len({"x", "a", "b", "y", "c"})  # distinct items shown
 
 
 def test_only_the_first_k_items_count() -> None:
@@ -89,6 +90,7 @@ def test_only_the_first_k_items_count() -> None:
     q = score(pairs, {"e1": ranked}, k=11)
     assert q.hr == 1.0 and q.ndcg == pytest.approx(1 / math.log2(12))
     assert q.as_dict()["hr@11"] == 1.0
+    assert score(pairs, {"e1": ranked}, k=3).covered == 3  # only the top k count
 
 
 def test_no_pairs_scores_zero_and_k_must_be_positive() -> None:
