@@ -231,7 +231,9 @@ def tail(
 
 @main.command()
 @click.option("--clicks", "n_clicks", type=int, default=3000, help="clicks to replay")
-@click.option("--rate", type=float, default=300.0, help="clicks per second")
+@click.option(
+    "--rate", type=float, default=200.0, help="clicks per second (the latency targets' load)"
+)
 @click.option("--keep", is_flag=True, help="leave the stack running afterwards")
 def demo(n_clicks: int, rate: float, keep: bool) -> None:
     """Start the stack, replay MovieLens-100K, show live recommendations, stop cleanly."""

@@ -24,6 +24,7 @@ def _pct(values: list[float], q: float) -> float:
 def run_demo(settings: StackSettings, n_clicks: int, rate: float, keep: bool) -> int:
     from services.cli import format_recommendation
     from services.data import movielens
+    from services.eval.workers import WorkerProbe, wait_for_catalog
     from services.kafka.io import produce_events, read_topic
     from services.stack.control import down, supervisor_pid, up_detached
 
@@ -44,6 +45,15 @@ def run_demo(settings: StackSettings, n_clicks: int, rate: float, keep: bool) ->
             f"3/4 sending {len(items)} catalog items and {len(clicks)} clicks at {rate:.0f}/s"
         )
         produce_events(kafka, ITEMS, items)
+        # Clicks wait until the worker has embedded the catalog: encoding 1,682 texts takes
+        # the CPU for a few seconds, and clicks sent meanwhile would only queue behind it.
+        urls = [
+            f"http://{settings.host}:{settings.worker_web_port + i}/healthz"
+            for i in range(settings.workers)
+        ]
+        wait_for_catalog(
+            WorkerProbe(urls), len(items), len({i.item_id for i in items}), timeout_s=180
+        )
         sent_at: dict[str, float] = {}
 
         def send() -> None:

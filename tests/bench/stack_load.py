@@ -35,12 +35,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import numpy as np
 from confluent_kafka import Consumer, TopicPartition
 
 from services.contract.events import CLICKS, ITEMS, RECOMMENDATIONS, ClickEvent
 from services.data import movielens
+from services.eval.workers import WorkerProbe, wait_for_catalog
 from services.kafka.admin import ensure_topics
 from services.kafka.io import EventProducer, consumer, produce_events
 from services.kafka.settings import KafkaSettings
@@ -136,20 +136,6 @@ def relabel(clicks: Sequence[ClickEvent], prefix: str) -> list[ClickEvent]:
     return [c.model_copy(update={"event_id": f"{prefix}-{i}"}) for i, c in enumerate(clicks)]
 
 
-def wait_for_catalog(settings: StackSettings, n_items: int, timeout_s: float = 120.0) -> None:
-    url = f"http://{settings.host}:{settings.worker_web_port}/healthz"
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            health = httpx.get(url, timeout=2.0).json()
-            if health.get("embedded_items", 0) >= n_items:
-                return
-        except (httpx.HTTPError, ValueError):
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"the worker did not embed {n_items} catalog items in {timeout_s:.0f} s")
-
-
 def start_echo(settings: StackSettings) -> subprocess.Popen[bytes]:
     env = {**os.environ, "STREAMREC_BOOTSTRAP": settings.bootstrap}
     settings.logs_dir.mkdir(parents=True, exist_ok=True)
@@ -208,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ensure_topics(kafka, 1, topics=(ECHO_IN, ECHO_OUT))
         produce_events(kafka, ITEMS, items)
-        wait_for_catalog(settings, len(items))
+        urls = [f"http://{settings.host}:{settings.worker_web_port}/healthz"]
+        wait_for_catalog(WorkerProbe(urls), len(items), len(items), timeout_s=120)
         run_id = uuid.uuid4().hex[:8]
         print(f"warm-up: {args.warmup} clicks", flush=True)
         cursor = 0
