@@ -84,7 +84,7 @@ class RankingConfig:
     seen_limit: int = 2000
     # MMR weight of diversity against the ranker's score (0: pure score order); see
     # docs/BENCHMARKS.md for the NDCG cost of the default.
-    diversity: float = 0.3
+    diversity: float = 0.1
 
 
 class Segmenter(Protocol):

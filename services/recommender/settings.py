@@ -28,7 +28,7 @@ class WorkerSettings(BaseSettings):
     )
     segments: int = Field(default=12, ge=1, description="online user segments (river KMeans)")
     diversity: float = Field(
-        default=0.3, ge=0.0, le=1.0, description="MMR weight of diversity (0: score order)"
+        default=0.1, ge=0.0, le=1.0, description="MMR weight of diversity (0: score order)"
     )
     breaker_cooldown_s: float = Field(
         default=5.0, description="after a scorer failure, rank without it this long, then retry"
