@@ -14,7 +14,7 @@ from services.features.store import InMemoryFeatureStore
 from services.recommender.app import in_memory_core
 from services.recommender.catalog import CatalogUpdater
 from services.recommender.embeddings import EmbeddingIndex
-from services.recommender.encoder import EncoderError, HashingEncoder
+from services.recommender.encoder import HashingEncoder
 from services.recommender.pipeline import Click, RankingConfig
 from services.recommender.scorer import (
     CircuitBreaker,
@@ -23,6 +23,7 @@ from services.recommender.scorer import (
     ScorerError,
     ScoringBatch,
 )
+from tests.support.encoders import FlakyEncoder
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -257,14 +258,6 @@ def test_diversity_reorders_near_duplicates() -> None:
 
 
 def test_items_wait_for_the_encoder_and_are_embedded_when_it_returns() -> None:
-    class FlakyEncoder(HashingEncoder):
-        up = False
-
-        async def encode(self, texts):  # type: ignore[no-untyped-def]
-            if not self.up:
-                raise EncoderError("triton down")
-            return await super().encode(texts)
-
     encoder = FlakyEncoder()
     core = in_memory_core()
     updater = CatalogUpdater(core.shared, encoder)

@@ -25,12 +25,13 @@ from services.features import InMemoryFeatureStore
 from services.recommender.app import in_memory_core
 from services.recommender.catalog import Catalog, CatalogUpdater
 from services.recommender.embeddings import EmbeddingIndex
-from services.recommender.encoder import EncoderError, HashingEncoder
+from services.recommender.encoder import HashingEncoder
 from services.recommender.feed import InMemoryFeed
 from services.recommender.pipeline import Click
 from services.recommender.segments import SegmentConfig, UserSegmenter
 from services.recommender.shared import RecentIds, SharedStateApplier
 from services.recommender.state import ItemStats
+from tests.support.encoders import FlakyEncoder
 from tests.support.shared_state import feed_core, snapshot, split
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -195,14 +196,6 @@ def test_workers_on_one_feed_hold_identical_state_and_a_restart_rebuilds_it() ->
 
 
 def test_items_are_shared_without_a_vector_while_the_encoder_is_down() -> None:
-    class FlakyEncoder(HashingEncoder):
-        up = False
-
-        async def encode(self, texts):  # type: ignore[no-untyped-def]
-            if not self.up:
-                raise EncoderError("triton down")
-            return await super().encode(texts)
-
     feed = InMemoryFeed()
     owner, other = feed_core(feed.reader(), feed), feed_core(feed.reader(), feed)
     encoder = FlakyEncoder()
@@ -231,11 +224,7 @@ def test_embedded_items_get_their_feast_catalog_row_and_unembedded_ones_wait() -
     assert row is not None and row.title == "New film"
     np.testing.assert_allclose(row.embedding, core.embeddings.vectors(["n1"])[0], atol=1e-6)
 
-    class Down(HashingEncoder):
-        async def encode(self, texts):  # type: ignore[no-untyped-def]
-            raise EncoderError("triton down")
-
-    down = CatalogUpdater(core.shared, Down(), store)
+    down = CatalogUpdater(core.shared, FlakyEncoder(), store)
     run(down.apply([ItemEvent(item_id="n2", title="Later film")]))
     # Written only once it has a vector: a row without one would use up its event time.
     assert store.get_item_features(["n2"])["n2"] is None and "n2" in core.catalog
