@@ -37,7 +37,12 @@ from services.recommender.feature_rows import (
 )
 from services.recommender.rerank import mmr
 from services.recommender.scorer import CircuitBreaker, ScoringBatch
-from services.recommender.shared import LocalSharedState, SharedState, SharedStateApplier
+from services.recommender.shared import (
+    LocalSharedState,
+    RecentIds,
+    SharedState,
+    SharedStateApplier,
+)
 from services.recommender.state import COVIS_WINDOW, ItemStats, UserState, UserStateStore
 from services.recommender.timing import BatchTimer
 
@@ -128,6 +133,12 @@ class RecommenderCore:
         self.shared = shared or LocalSharedState(
             SharedStateApplier(stats, catalog, self.embeddings, segments)
         )
+        # Item feature rows are written for this worker's own clicks once their records
+        # are applied (counted): event ids published and not yet back, and items due a row.
+        # Bounded: a record that never comes back (its worker died first) is forgotten.
+        self._awaiting = RecentIds()
+        self._rows_due: dict[str, None] = {}
+        self.shared.applier.on_activity = self._applied
 
     async def process(self, batch: Sequence[Click]) -> BatchResult:
         """Apply a batch to state and rank; the caller publishes, then writes features.
@@ -137,6 +148,47 @@ class RecommenderCore:
         both, so a failed write is retried from Kafka rather than lost.
         """
         result = BatchResult()
+        accepted = await self._accept(batch, result)
+        if not accepted:
+            return result
+        timer = result.timer
+        cands = self._candidates(accepted)
+        timer.lap("candidates")
+        scoring = self._scoring_batch(accepted, cands)
+        timer.lap("scorer_request")
+        scored, degraded = await self.scorer.score(scoring)
+        timer.lap("scorer_call")
+        result.degraded = degraded
+        now = datetime.now(UTC)
+        for row, (acc, c) in enumerate(zip(accepted, cands, strict=True)):
+            result.recommendations.append(
+                self._recommendation(
+                    acc, c, scored.scores[row], scored.model_version, degraded, now
+                )
+            )
+        timer.lap("rerank_explain")
+        # Apply what has arrived since the batch started (here, in-process, the batch's own
+        # clicks) so the item rows written next count as much as is known.
+        self.shared.sync()
+        result.features = self._feature_rows(accepted)
+        timer.lap("feature_rows")
+        return result
+
+    async def absorb(self, batch: Sequence[Click]) -> BatchResult:
+        """Apply a batch to state without ranking it: a warm-up from history.
+
+        State, shared records and feature rows change exactly as :meth:`process` would
+        change them; only the answers (and their cost) are left out.
+        """
+        result = BatchResult()
+        accepted = await self._accept(batch, result)
+        self.shared.sync()
+        if accepted:
+            result.features = self._feature_rows(accepted)
+        return result
+
+    async def _accept(self, batch: Sequence[Click], result: BatchResult) -> list[_Accepted]:
+        """Record the batch's new clicks in user state and publish their shared records."""
         timer = result.timer
         # Rank on everything the feed delivered since the last batch.
         self.shared.sync()
@@ -177,6 +229,7 @@ class RecommenderCore:
                 segment_vector=reduced,
                 segment=segment,
             )
+            self._awaiting.add(ev.event_id)
             result.published.append(await self.shared.publish(activity))
             # Each answer reflects its user's state right after that click (a user with
             # two clicks in one batch gets two answers, each excluding what was seen then).
@@ -184,27 +237,7 @@ class RecommenderCore:
         for user_id, (user, partition) in latest.items():
             self.users.put(user_id, user, partition)
         timer.lap("state")
-        if not accepted:
-            return result
-
-        cands = self._candidates(accepted)
-        timer.lap("candidates")
-        scoring = self._scoring_batch(accepted, cands)
-        timer.lap("scorer_request")
-        scored, degraded = await self.scorer.score(scoring)
-        timer.lap("scorer_call")
-        result.degraded = degraded
-        now = datetime.now(UTC)
-        for row, (acc, c) in enumerate(zip(accepted, cands, strict=True)):
-            result.recommendations.append(
-                self._recommendation(
-                    acc, c, scored.scores[row], scored.model_version, degraded, now
-                )
-            )
-        timer.lap("rerank_explain")
-        result.features = self._feature_rows(accepted)
-        timer.lap("feature_rows")
-        return result
+        return accepted
 
     def _candidates(self, accepted: list[_Accepted]) -> list[cand.Candidates]:
         limit = self.config.max_candidates
@@ -311,14 +344,18 @@ class RecommenderCore:
             is_new=self.stats.popularity.get(item, 0) == 0,
         )
 
+    def _applied(self, record: ItemActivity) -> None:
+        """A click record was applied: if it is this worker's, its item is due a row."""
+        if self._awaiting.remove(record.event_id):
+            self._rows_due[record.item_id] = None
+
     def _feature_rows(self, accepted: list[_Accepted]) -> FeatureRows:
-        """Each user's newest row, and the rows of the items the batch clicked."""
+        """Each user's newest row, and the rows of the items this worker's clicks counted
+        in since the last batch (with the feed, a batch's own clicks come back later)."""
         newest: dict[str, _Accepted] = {}  # a user's later click in the batch saw more
-        items: dict[str, None] = {}
         for acc in accepted:
-            ev = acc.click.event
-            newest[ev.user_id] = acc
-            items[ev.item_id] = None
+            newest[acc.click.event.user_id] = acc
+        items, self._rows_due = self._rows_due, {}
         users: list[UserFeatures] = [
             user_row(user_id, acc.user, acc.vector, acc.segment) for user_id, acc in newest.items()
         ]

@@ -19,7 +19,7 @@ import hashlib
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from services.contract import codec
@@ -92,6 +92,10 @@ class RecentIds:
     def __contains__(self, key: object) -> bool:
         return key in self._ids
 
+    def remove(self, key: str) -> bool:
+        """Forget ``key``; False if it was not remembered."""
+        return self._ids.pop(key, False) is None
+
     def __len__(self) -> int:
         return len(self._ids)
 
@@ -117,6 +121,8 @@ class SharedStateApplier:
         self.applied = 0
         self.duplicates = 0
         self.rejected = 0  # records this worker cannot apply (see ``_learn``)
+        # Told of every click record applied (the core writes its own clicks' item rows).
+        self.on_activity: Callable[[ItemActivity], None] | None = None
 
     def apply(self, record: SharedRecord) -> bool:
         """Apply one record; False if it was a repeat and changed nothing."""
@@ -129,6 +135,8 @@ class SharedStateApplier:
             self.item_windows.add(record.item_id, ts)
             if self.segments is not None:
                 self._learn(record, ts)
+            if self.on_activity is not None:
+                self.on_activity(record)
         else:
             item = record.item
             self.catalog.upsert(item)
@@ -177,21 +185,35 @@ class SharedStateApplier:
 
 
 class LocalSharedState:
-    """Applies each record at once: no other worker needs to see it."""
+    """No other worker needs the records: they apply in this process.
+
+    A click's record waits for the next sync: a batch is ranked on the state as of its
+    start, as with the feed. Applied at publish, a user's later click in the same batch
+    would already count in co-visitation and popularity when the earlier click is ranked,
+    which leaks the answer (ml-100k users click in bursts: the in-process replay read HR@10
+    0.29 with the leak, 0.19 without). Catalog records apply at once: they leak nothing.
+    """
 
     caught_up = True
 
     def __init__(self, applier: SharedStateApplier) -> None:
         self.applier = applier
+        self.pending: list[SharedRecord] = []
 
     async def publish(self, record: SharedRecord) -> Awaitable[Any]:
-        self.applier.apply(record)
+        if isinstance(record, ItemActivity):
+            self.pending.append(record)
+        else:
+            self.applier.apply(record)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.set_result(None)
         return done
 
     def sync(self) -> int:
-        return 0
+        records, self.pending = self.pending, []
+        for record in records:
+            self.applier.apply(record)
+        return len(records)
 
     def status(self) -> dict[str, Any]:
         return {

@@ -142,23 +142,44 @@ def test_a_record_from_a_differently_configured_worker_is_counted_not_fatal() ->
     assert a.rejected == 1 and a.stats.popularity["b"] == 1
 
 
-def test_local_mode_applies_each_click_at_once() -> None:
+def test_local_mode_applies_a_batch_after_ranking_it() -> None:
     core = in_memory_core()
-    run(core.process([click("e1", "u1", "a"), click("e2", "u1", "b")]))
+    result = run(core.process([click("e1", "u1", "a"), click("e2", "u1", "b")]))
     assert core.stats.popularity == {"a": 1, "b": 1}
     assert core.stats.covis["b"]["a"] == 1.0
+    assert sorted(row.item_id for row in result.features.items) == ["a", "b"]
     assert core.shared.caught_up and core.shared.status()["mode"] == "local"
+
+
+def test_a_batch_is_ranked_on_the_state_as_of_its_start() -> None:
+    """A user's later click in the batch must not count when the earlier one is ranked:
+    that would put the very item clicked next into the answer (a leak)."""
+    core = in_memory_core()
+    run(core.process([click("w1", "u0", "x"), click("w2", "u0", "y")]))
+    result = run(core.process([click("e1", "u1", "a"), click("e2", "u1", "b")]))
+    first = result.recommendations[0]
+    assert first.event_id == "e1"
+    assert {i.item_id for i in first.items} == {"x", "y"}
+    # Only the next batch sees them.
+    later = run(core.process([click("e3", "u2", "c")]))
+    assert {"a", "b"} <= {i.item_id for i in later.recommendations[0].items}
 
 
 def test_feed_mode_applies_a_click_only_when_the_feed_returns_it() -> None:
     feed = InMemoryFeed()
-    core = feed_core(feed.reader(), feed)
+    reader = feed.reader()
+    core = feed_core(reader, feed)
+    held = reader.take
+    reader.take = lambda: []  # type: ignore[method-assign]  # the feed is slow this batch
     result = run(core.process([click("e1", "u1", "a")]))
     assert len(result.recommendations) == 1 and len(result.published) == 1
     assert core.stats.popularity["a"] == 0 and core.users.get("u1").recent == ["a"]
+    # Not counted yet, so no item row is written for it yet.
+    assert result.features.items == []
     [(topic, key, value)] = feed.log
     assert topic == ITEM_ACTIVITY and key == b"u1"
     assert codec.decode_item_activity(value).previous == []
+    reader.take = held  # type: ignore[method-assign]
     assert core.shared.sync() == 1
     assert core.stats.popularity["a"] == 1
     # The next click's record names the first as its previous item.
