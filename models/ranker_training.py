@@ -91,6 +91,98 @@ class SideFeatures:
         return out
 
 
+def global_ranks(timestamps: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Each click's position in one time-ordered stream of every user's clicks.
+
+    Ties in time keep users' own order and are broken by user, so a click never ranks
+    before an earlier click of the same user.
+    """
+    users = np.concatenate([np.full(len(t), u, np.int64) for u, t in enumerate(timestamps)])
+    positions = np.concatenate([np.arange(len(t)) for t in timestamps])
+    times = np.concatenate([np.asarray(t, np.float64) for t in timestamps])
+    order = np.lexsort((positions, users, times))
+    ranks = np.empty(len(order), np.int64)
+    ranks[order] = np.arange(len(order))
+    return np.split(ranks, np.cumsum([len(t) for t in timestamps])[:-1])
+
+
+class SideTimeline:
+    """Side features as the worker had them just before a click: point in time.
+
+    :class:`SideFeatures` counts over whole sequences, so a training example's target
+    already carries its own co-visits with the history and its own click in popularity:
+    the model learns "co-visited at all means next", which live statistics (built only from
+    earlier clicks) never say. Here every increment keeps its time (global click rank), and
+    a query at time ``tau`` sums only those before it, as ``ItemStats`` had them.
+
+    Increments are sorted by (pair, time) with a running sum, so a query is two
+    ``searchsorted`` calls, vectorised over a whole batch.
+    """
+
+    def __init__(self, sequences: Sequence[np.ndarray], ranks: Sequence[np.ndarray], n_items: int):
+        self.n_items = n_items
+        self.n_events = int(sum(len(s) for s in sequences)) + 1
+        keys: list[np.ndarray] = []
+        times: list[np.ndarray] = []
+        vals: list[np.ndarray] = []
+        for seq, rank in zip(sequences, ranks, strict=True):
+            seq = np.asarray(seq, np.int64)
+            for pos in range(min(COVIS_WINDOW, len(seq) - 1)):
+                item, other, at = seq[pos + 1 :], seq[: len(seq) - pos - 1], rank[pos + 1 :]
+                keep = item != other
+                item, other, at = item[keep], other[keep], at[keep]
+                w = np.full(len(item), 1.0 / (1 + pos))
+                keys += [item * n_items + other, other * n_items + item]
+                times += [at, at]
+                vals += [w, w]
+        self._covis = self._cumulative(keys, times, vals)
+        all_items = np.concatenate([np.asarray(s, np.int64) for s in sequences])
+        all_ranks = np.concatenate(list(ranks))
+        self._pop = self._cumulative([all_items], [all_ranks], [np.ones(len(all_items))])
+
+    def _cumulative(
+        self, keys: list[np.ndarray], times: list[np.ndarray], vals: list[np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if not keys:
+            return np.zeros(0, np.int64), np.zeros(1)
+        composite = np.concatenate(keys) * self.n_events + np.concatenate(times)
+        order = np.argsort(composite, kind="stable")
+        summed = np.concatenate([[0.0], np.cumsum(np.concatenate(vals)[order])])
+        return composite[order], summed
+
+    def _before(
+        self, table: tuple[np.ndarray, np.ndarray], keys: np.ndarray, tau: np.ndarray
+    ) -> np.ndarray:
+        composite, summed = table
+        base = keys * self.n_events
+        lo = np.searchsorted(composite, base, side="left")
+        hi = np.searchsorted(composite, base + tau, side="left")
+        return summed[hi] - summed[lo]
+
+    def features(
+        self, histories: Sequence[np.ndarray], taus: np.ndarray, candidates: np.ndarray
+    ) -> np.ndarray:
+        """[B, C, 4] side features of ``candidates`` [B, C] for each history at its time."""
+        b, c = candidates.shape
+        taus = np.asarray(taus, np.int64)
+        recent = np.zeros((b, COVIS_READ), np.int64)
+        weights = np.zeros((b, COVIS_READ), np.float64)
+        for i, hist in enumerate(histories):
+            r = np.asarray(hist, np.int64)[::-1][:COVIS_READ]
+            recent[i, : len(r)] = r
+            weights[i, : len(r)] = 1.0 / (1.0 + np.arange(len(r)))
+        keys = recent[:, :, None] * self.n_items + candidates[:, None, :]  # [B, R, C]
+        tau3 = np.broadcast_to(taus[:, None, None], keys.shape)
+        covis = self._before(self._covis, keys.ravel(), tau3.ravel()).reshape(keys.shape)
+        covis = np.einsum("br,brc->bc", weights, covis)
+        pop = self._before(self._pop, candidates.ravel(), np.repeat(taus, c)).reshape(b, c)
+        out = np.zeros((b, c, 4), np.float32)
+        out[:, :, 0] = np.log1p(covis)
+        out[:, :, 1] = np.log1p(pop)
+        out[:, :, 2] = out[:, :, 1]  # no clock offline: trending is popularity (model_side)
+        return out
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 30
@@ -147,6 +239,9 @@ class RankerRecommender:
         self.cfg, self.train_cfg = cfg, train_cfg
         self.model = SequenceRanker(cfg)
         self.side: SideFeatures | None = None
+        # When set, training examples (and validation cases with a time) read their side
+        # features as of their own time instead of from whole sequences.
+        self.timeline: SideTimeline | None = None
 
     # -- training -------------------------------------------------------------------------
 
@@ -156,8 +251,15 @@ class RankerRecommender:
         valid: Sequence[tuple[np.ndarray, int]] = (),
         evaluate: Callable[[RankerRecommender, Sequence[tuple[np.ndarray, int]]], float]
         | None = None,
+        ranks: Sequence[np.ndarray] | None = None,
+        timeline: SideTimeline | None = None,
     ) -> TrainResult:
-        """Train on every next-item step of ``sequences``; early-stop on ``valid`` (NDCG@10)."""
+        """Train on every next-item step of ``sequences``; early-stop on ``valid`` (NDCG@10).
+
+        With ``timeline`` and ``ranks`` (each click's global time rank, parallel to
+        ``sequences``), every step's side features are those known just before its target
+        (point in time); ``valid`` cases may then carry their target's rank third.
+        """
         tc = self.train_cfg
         random.seed(tc.seed)
         np.random.seed(tc.seed)
@@ -165,7 +267,14 @@ class RankerRecommender:
         if tc.threads:
             torch.set_num_threads(tc.threads)
         self.side = SideFeatures.from_sequences(sequences, self.n_items)
-        examples = [(seq[:t], int(seq[t])) for seq in sequences for t in range(1, len(seq))]
+        self.timeline = timeline
+        if timeline is not None and ranks is None:
+            raise ValueError("a timeline needs the clicks' ranks")
+        examples = [
+            (seq[:t], int(seq[t]), int(ranks[u][t]) if ranks is not None else -1)
+            for u, seq in enumerate(sequences)
+            for t in range(1, len(seq))
+        ]
         opt = torch.optim.AdamW(self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
         loss_fn = nn.CrossEntropyLoss()
         score = evaluate or ndcg_at_10
@@ -206,18 +315,22 @@ class RankerRecommender:
 
     def _step(
         self,
-        chosen: list[tuple[np.ndarray, int]],
+        chosen: list[tuple[np.ndarray, int, int]],
         rng: np.random.Generator,
         loss_fn: nn.Module,
     ) -> torch.Tensor:
         assert self.side is not None
-        histories = [h for h, _ in chosen]
-        targets = np.array([t for _, t in chosen])
+        histories = [h for h, _, _ in chosen]
+        targets = np.array([t for _, t, _ in chosen])
         negs = self._negatives(rng, len(chosen))
         cand_ids = np.concatenate([targets[:, None], negs], axis=1)
         hist, mask = _histories_tensor(histories, self.embeddings, self.cfg.max_history)
-        all_side = self.side.for_histories(histories)  # [B, n_items, 4]
-        side = np.take_along_axis(all_side, cand_ids[..., None], axis=1)
+        if self.timeline is not None:
+            taus = np.array([tau for _, _, tau in chosen])
+            side = self.timeline.features(histories, taus, cand_ids)
+        else:
+            all_side = self.side.for_histories(histories)  # [B, n_items, 4]
+            side = np.take_along_axis(all_side, cand_ids[..., None], axis=1)
         drop = rng.random(side.shape[:2]) < self.train_cfg.side_dropout
         side[drop] = 0.0
         logits = self.model(
@@ -243,8 +356,13 @@ class RankerRecommender:
     # -- scoring --------------------------------------------------------------------------
 
     @torch.no_grad()
-    def score(self, histories: Sequence[np.ndarray]) -> np.ndarray:
-        """[len(histories), n_items] scores of every item after each history."""
+    def score(
+        self, histories: Sequence[np.ndarray], taus: Sequence[int] | None = None
+    ) -> np.ndarray:
+        """[len(histories), n_items] scores of every item after each history.
+
+        With ``taus`` (and a timeline) the side features are those at each history's time.
+        """
         assert self.side is not None, "fit() or load() first"
         self.model.eval()
         out = np.zeros((len(histories), self.n_items), np.float32)
@@ -253,7 +371,12 @@ class RankerRecommender:
             chunk = histories[start : start + 128]
             hist, mask = _histories_tensor(chunk, self.embeddings, self.cfg.max_history)
             user = self.model.user_vector(hist, mask)
-            side = torch.from_numpy(self.side.for_histories(chunk))
+            if taus is not None and self.timeline is not None:
+                at = np.asarray(taus[start : start + 128], np.int64)
+                every = np.broadcast_to(np.arange(self.n_items), (len(chunk), self.n_items))
+                side = torch.from_numpy(self.timeline.features(chunk, at, every))
+            else:
+                side = torch.from_numpy(self.side.for_histories(chunk))
             scores = self.model.score_items(user, items.expand(len(chunk), -1, -1), side)
             out[start : start + len(chunk)] = scores.numpy()
         return out
@@ -282,10 +405,12 @@ def ndcg_at_10(rec: RankerRecommender, cases: Sequence[tuple[np.ndarray, int]]) 
     """NDCG@10 with full ranking, the user's history excluded (RecBole's protocol)."""
     if not cases:
         return 0.0
-    histories = [h for h, _ in cases]
-    scores = rec.score(histories)
+    histories = [case[0] for case in cases]
+    # A third element is the target's time rank: side features as of then.
+    taus = [case[2] for case in cases] if len(cases[0]) > 2 else None
+    scores = rec.score(histories, taus)
     total = 0.0
-    for i, (hist, target) in enumerate(cases):
+    for i, (hist, target, *_) in enumerate(cases):
         row = scores[i]
         row[hist] = -np.inf
         rank = int((row > row[target]).sum()) + 1

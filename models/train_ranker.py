@@ -25,7 +25,14 @@ import numpy as np
 
 from models.offline.data import Interactions
 from models.ranker import RankerConfig, flops_per_request
-from models.ranker_training import RankerRecommender, SideFeatures, TrainConfig, TrainResult
+from models.ranker_training import (
+    RankerRecommender,
+    SideFeatures,
+    SideTimeline,
+    TrainConfig,
+    TrainResult,
+    global_ranks,
+)
 from services.contract.events import ClickEvent, ItemEvent
 
 MODEL_FILE, CHECKPOINT_FILE, MANIFEST_FILE = "model.onnx", "ranker.safetensors", "export.json"
@@ -71,9 +78,18 @@ def train_from_events(
         )
     rec = RankerRecommender(embeddings, cfg, train_cfg)
     sequences = [np.asarray(s, np.int64) for s in interactions.sequences]
+    # Point in time: each example sees the statistics of the clicks before its target only,
+    # as the worker does live (models/ranker_training.py:SideTimeline).
+    ranks = global_ranks(interactions.timestamps)
+    timeline = SideTimeline(sequences, ranks, rec.n_items)
     train = [s[:-1] if len(s) >= 3 else s for s in sequences]
-    valid = [(s[:-1], int(s[-1])) for s in sequences if len(s) >= 3]
-    result = rec.fit(train, valid)
+    train_ranks = [r[:-1] if len(r) >= 3 else r for r in ranks]
+    valid = [
+        (s[:-1], int(s[-1]), int(r[-1]))
+        for s, r in zip(sequences, ranks, strict=True)
+        if len(s) >= 3
+    ]
+    result = rec.fit(train, valid, ranks=train_ranks, timeline=timeline)  # type: ignore[arg-type]
     rec.side = SideFeatures.from_sequences(sequences, rec.n_items)
     return TrainedRanker(
         recommender=rec,
