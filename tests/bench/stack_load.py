@@ -8,7 +8,8 @@ variables) unless one is running, loads the ml-100k catalog, warms the worker up
 ``--runs`` times over, in this order:
 
 1. **echo**: a bare Faust consume→produce echo (``tests.bench.echo_app``, the worker's
-   transport and batching, no work) at ``--rate`` messages/s through the same broker;
+   transport and batching, no work) at ``--rate`` messages/s through the same broker,
+   then ``--flat-out`` messages flat out (the ceiling no worker logic could pass);
 2. **streamrec**: ``--clicks`` ml-100k clicks at ``--rate`` clicks/s, latency from
    produce to receipt of the recommendation, and the worker's own ``latency_ms``
    (taking the batch → publishing);
@@ -213,10 +214,18 @@ def main(argv: list[str] | None = None) -> int:
         def worker_ms(value: dict[str, Any]) -> float | None:
             return value.get("latency_ms")
 
-        results: dict[str, list[dict[str, float]]] = {"echo": [], "streamrec": [], "flat": []}
+        results: dict[str, list[dict[str, float]]] = {
+            "echo": [],
+            "echo_flat": [],
+            "streamrec": [],
+            "flat": [],
+        }
         for r in range(args.runs):
             e = timed_stream(kafka, ECHO_IN, ECHO_OUT, take(args.clicks, f"echo{r}"), args.rate)
             results["echo"].append(e.summary())
+            # The broker's and Faust's own ceiling: what no worker logic could exceed.
+            ef = timed_stream(kafka, ECHO_IN, ECHO_OUT, take(args.flat_out, f"echoflat{r}"), None)
+            results["echo_flat"].append(ef.summary())
             s = timed_stream(
                 kafka,
                 CLICKS,
@@ -231,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             results["flat"].append(f.summary())
             print(
-                f"run {r + 1}: echo {e.summary()}\n  streamrec {s.summary()}\n"
+                f"run {r + 1}: echo {e.summary()}\n  echo flat out {ef.summary()}\n"
+                f"  streamrec {s.summary()}\n"
                 f"  flat out {f.summary()}",
                 flush=True,
             )
@@ -247,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|")
     for name, label in (
         ("echo", f"bare echo at {args.rate:.0f}/s"),
+        ("echo_flat", "bare echo flat out"),
         ("streamrec", f"StreamRec at {args.rate:.0f}/s"),
         ("flat", "StreamRec flat out"),
     ):
