@@ -125,6 +125,11 @@ def run(
             "bootstrap": _bootstrap(settings, stack),
             "stack_started_here": started_here,
             "ranker_trained_on_warmup": trained,
+            "model_repository": str(stack.model_repository),
+            # Compared with the field's default, not StackSettings(): that reads the
+            # environment, where STREAMREC_MODEL_REPOSITORY may point elsewhere.
+            "default_model_repository": Path(stack.model_repository).resolve()
+            == Path(StackSettings.model_fields["model_repository"].default).resolve(),
         },
         "stream": stream.summary(),
         "quality": {

@@ -47,6 +47,8 @@ def markdown(report: dict[str, Any]) -> str:
         + (
             " The ranker served was trained on the warm-up clicks only."
             if report["settings"].get("ranker_trained_on_warmup")
+            else f" The ranker served is the one in `{report['settings']['model_repository']}`."
+            if report["settings"].get("default_model_repository") is False
             else " The ranker served is the committed one (trained on all of ml-100k, so it"
             " has seen the judged period)."
             if stream["dataset"] == "ml-100k"
