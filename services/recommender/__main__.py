@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from services.recommender.app import create_app
     from services.recommender.encoder import TritonItemEncoder
-    from services.recommender.scorer import TritonScorer
+    from services.recommender.scorer import FusedScorer, Scorer, TritonScorer
 
     features = None
     if not args.no_feast:
@@ -39,7 +39,11 @@ def main(argv: list[str] | None = None) -> int:
         from services.features.store import FeastFeatureStore
 
         features = FeastFeatureStore(FeatureSettings())
-    scorer = TritonScorer(settings.triton_url, settings.scorer_model, settings.scorer_timeout_s)
+    scorer: Scorer = TritonScorer(
+        settings.triton_url, settings.scorer_model, settings.scorer_timeout_s
+    )
+    if settings.collaborative_weight > 0:
+        scorer = FusedScorer(scorer, settings.collaborative_weight)
     encoder = TritonItemEncoder(
         settings.triton_url, settings.encoder_model, settings.encoder_timeout_s
     )

@@ -60,6 +60,30 @@ class LinearScorer:
         return Scored(batch.features @ self.weights, self.version)
 
 
+class FusedScorer:
+    """The ranker's scores plus ``weight`` times the collaborative (fallback) scores.
+
+    The ranker reads the same side features but learns them from a few epochs of sampled
+    negatives; adding the plain co-visitation-led score back gives the final order both
+    views. The weight is chosen on validation clicks with the in-process replay
+    (docs/BENCHMARKS.md); 0 serves the ranker alone. The version stays the ranker's.
+    """
+
+    def __init__(self, ranker: Scorer, weight: float, collaborative: Scorer | None = None) -> None:
+        if weight < 0:
+            raise ValueError(f"weight must be >= 0, got {weight}")
+        self.ranker, self.weight = ranker, weight
+        self.collaborative = collaborative or LinearScorer()
+
+    async def score(self, batch: ScoringBatch) -> Scored:
+        scored = await self.ranker.score(batch)
+        if self.weight == 0:
+            return scored
+        collaborative = await self.collaborative.score(batch)
+        fused = scored.scores + np.float32(self.weight) * collaborative.scores
+        return Scored(fused.astype(np.float32, copy=False), scored.model_version)
+
+
 class TritonScorer(TritonModelClient):
     """Asks Triton's ``scorer`` (the LLM ranker) over gRPC; one request per micro-batch."""
 

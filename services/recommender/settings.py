@@ -30,6 +30,11 @@ class WorkerSettings(BaseSettings):
     diversity: float = Field(
         default=0.1, ge=0.0, le=1.0, description="MMR weight of diversity (0: score order)"
     )
+    collaborative_weight: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="add this times the collaborative score to the ranker's (0: ranker alone)",
+    )
     breaker_cooldown_s: float = Field(
         default=5.0, description="after a scorer failure, rank without it this long, then retry"
     )

@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
+from models.candidate_features import BASELINE_WEIGHTS
+from models.serving import RankRequest
 from services.contract.events import ClickEvent, ItemEvent
 from services.features.store import InMemoryFeatureStore
 from services.recommender.app import in_memory_core
@@ -18,6 +20,7 @@ from services.recommender.encoder import HashingEncoder
 from services.recommender.pipeline import Click, RankingConfig
 from services.recommender.scorer import (
     CircuitBreaker,
+    FusedScorer,
     LinearScorer,
     Scored,
     ScorerError,
@@ -133,6 +136,40 @@ def test_scorer_failure_degrades_then_recovers_after_cooldown() -> None:
     time.sleep(0.25)
     ok = run(core.process([click("e3", "u3", "a")]))
     assert not ok.degraded and ok.recommendations[0].model_version == "scorer:7"
+
+
+def _scoring_batch(features: np.ndarray) -> ScoringBatch:
+    b, c, _ = features.shape
+    request = RankRequest(
+        items=np.zeros((c, 384), np.float32),
+        history_idx=np.full((b, 1), -1, np.int32),
+        candidate_idx=np.tile(np.arange(c, dtype=np.int32), (b, 1)),
+        side=features,
+    )
+    return ScoringBatch(request, features)
+
+
+def test_fused_scores_add_the_weighted_collaborative_score_to_the_rankers() -> None:
+    features = np.random.default_rng(1).random((2, 5, 4)).astype(np.float32)
+    batch = _scoring_batch(features)
+    primary = FailingScorer()
+    primary.fail = False
+    fused = run(FusedScorer(primary, 0.5).score(batch))
+    expected = features[..., 0] * 10 + 0.5 * (features @ np.asarray(BASELINE_WEIGHTS, np.float32))
+    np.testing.assert_allclose(fused.scores, expected, rtol=1e-6)
+    assert fused.model_version == "scorer:7" and fused.scores.dtype == np.float32
+    alone = run(FusedScorer(primary, 0.0).score(batch))
+    np.testing.assert_array_equal(alone.scores, features[..., 0] * 10)
+    with pytest.raises(ValueError, match="weight"):
+        FusedScorer(primary, -1.0)
+
+
+def test_a_failing_ranker_under_fusion_still_trips_the_breaker() -> None:
+    core = in_memory_core()
+    core.scorer = CircuitBreaker(FusedScorer(FailingScorer(), 0.5), LinearScorer())
+    warm(core)
+    result = run(core.process([click("e1", "u1", "a")]))
+    assert result.degraded and result.recommendations[0].items
 
 
 def test_features_are_written_once_per_batch_with_the_latest_row_per_user() -> None:
