@@ -66,7 +66,7 @@ class FusedScorer:
     The ranker reads the same side features but learns them from a few epochs of sampled
     negatives; adding the plain co-visitation-led score back gives the final order both
     views. The weight is chosen on validation clicks with the in-process replay
-    (docs/BENCHMARKS.md); 0 serves the ranker alone. The version stays the ranker's.
+    (docs/BENCHMARKS.md; 2 by default); 0 serves the ranker alone. The version stays the ranker's.
     """
 
     def __init__(self, ranker: Scorer, weight: float, collaborative: Scorer | None = None) -> None:

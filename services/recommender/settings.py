@@ -30,8 +30,10 @@ class WorkerSettings(BaseSettings):
     diversity: float = Field(
         default=0.1, ge=0.0, le=1.0, description="MMR weight of diversity (0: score order)"
     )
+    # Chosen on the ml-100k replay's validation window (clicks 70-80%, a ranker trained on
+    # the first 70%): NDCG@10 0.092 alone, 0.106 at 1, 0.107 at 2, 0.106 at 4.
     collaborative_weight: float = Field(
-        default=0.0,
+        default=2.0,
         ge=0.0,
         description="add this times the collaborative score to the ranker's (0: ranker alone)",
     )
