@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -133,14 +134,21 @@ class CircuitBreaker:
     costs one timeout, not one per batch); the next batch after that tries it again.
     """
 
-    def __init__(self, primary: Scorer, fallback: Scorer, cooldown_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        primary: Scorer,
+        fallback: Scorer,
+        cooldown_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.primary, self.fallback, self.cooldown_s = primary, fallback, cooldown_s
+        self.clock = clock  # injectable, so tests need not sleep through a cool-down
         self.open_until = 0.0
         self.failures = 0
 
     @property
     def is_open(self) -> bool:
-        return time.monotonic() < self.open_until
+        return self.clock() < self.open_until
 
     async def score(self, batch: ScoringBatch) -> tuple[Scored, bool]:
         """Scores and whether they are degraded (came from the fallback)."""
@@ -153,6 +161,6 @@ class CircuitBreaker:
                 return scored, False
             except ScorerError as exc:
                 self.failures += 1
-                self.open_until = time.monotonic() + self.cooldown_s
+                self.open_until = self.clock() + self.cooldown_s
                 log.warning("scorer failed (%s); ranking degraded for %.0fs", exc, self.cooldown_s)
         return await self.fallback.score(batch), True
