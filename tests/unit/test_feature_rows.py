@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import numpy as np
 import pytest
 
-from services.contract.events import ClickEvent, ItemEvent
+from services.contract.events import ItemEvent
 from services.features import NO_SEGMENT, InMemoryFeatureStore
 from services.features.model import as_float32
 from services.recommender.app import in_memory_core
@@ -20,16 +19,9 @@ from services.recommender.feature_rows import (
     user_row,
     write_catalog_features,
 )
-from services.recommender.pipeline import Click
 from services.recommender.state import ItemStats, UserState
 from services.recommender.windows import KeyedWindows
-
-T0 = datetime(2025, 1, 1, tzinfo=UTC)
-
-
-def click(eid: str, user: str, item: str, minute: float = 0) -> Click:
-    ev = ClickEvent(event_id=eid, user_id=user, item_id=item, ts=T0 + timedelta(minutes=minute))
-    return Click(ev, partition=0, received_at=time.monotonic())
+from tests.support.clicks import T0, click
 
 
 def unit(seed: int) -> np.ndarray:

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 
 from models.candidate_features import BASELINE_WEIGHTS
 from models.serving import RankRequest
-from services.contract.events import ClickEvent, ItemEvent
+from services.contract.events import ItemEvent
 from services.features.store import InMemoryFeatureStore
 from services.recommender.app import in_memory_core
 from services.recommender.catalog import CatalogUpdater
 from services.recommender.embeddings import EmbeddingIndex
 from services.recommender.encoder import HashingEncoder
-from services.recommender.pipeline import Click, RankingConfig
+from services.recommender.pipeline import RankingConfig
 from services.recommender.scorer import (
     CircuitBreaker,
     FusedScorer,
@@ -26,14 +24,8 @@ from services.recommender.scorer import (
     ScorerError,
     ScoringBatch,
 )
+from tests.support.clicks import click
 from tests.support.encoders import FlakyEncoder
-
-T0 = datetime(2025, 1, 1, tzinfo=UTC)
-
-
-def click(eid: str, user: str, item: str, minute: int = 0) -> Click:
-    ev = ClickEvent(event_id=eid, user_id=user, item_id=item, ts=T0 + timedelta(minutes=minute))
-    return Click(ev, partition=0, received_at=time.monotonic())
 
 
 def run(coro):  # type: ignore[no-untyped-def]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from datetime import UTC, datetime
 
 import jsonschema
 import numpy as np
@@ -27,14 +26,12 @@ from services.recommender.catalog import Catalog, CatalogUpdater
 from services.recommender.embeddings import EmbeddingIndex
 from services.recommender.encoder import HashingEncoder
 from services.recommender.feed import InMemoryFeed
-from services.recommender.pipeline import Click
 from services.recommender.segments import SegmentConfig, UserSegmenter
 from services.recommender.shared import RecentIds, SharedStateApplier
 from services.recommender.state import ItemStats
+from tests.support.clicks import T0, click
 from tests.support.encoders import FlakyEncoder
 from tests.support.shared_state import feed_core, snapshot, split
-
-T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 def run(coro):  # type: ignore[no-untyped-def]
@@ -45,12 +42,6 @@ def activity(eid: str, item: str, previous: list[str] | None = None, **kw) -> It
     return ItemActivity(
         event_id=eid, user_id="u", item_id=item, previous=previous or [], ts=T0, **kw
     )
-
-
-def click(eid: str, user: str, item: str) -> Click:
-    from services.contract.events import ClickEvent
-
-    return Click(ClickEvent(event_id=eid, user_id=user, item_id=item, ts=T0), 0, 0.0)
 
 
 # -- codec ---------------------------------------------------------------------------------
