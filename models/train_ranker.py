@@ -62,8 +62,14 @@ def train_from_events(
     train_cfg: TrainConfig | None = None,
     cfg: RankerConfig | None = None,
     embeddings: np.ndarray | None = None,
+    warm_start: Path | None = None,
 ) -> TrainedRanker:
-    """Fit on every user's clicks but the last; early-stop on the last (NDCG@10)."""
+    """Fit on every user's clicks but the last; early-stop on the last (NDCG@10).
+
+    ``warm_start``: a checkpoint (``ranker.safetensors``) to continue from; its config
+    replaces ``cfg``. The ranker reads item text embeddings, not item ids, so a checkpoint
+    carries over to a catalog that has grown since.
+    """
     started = time.perf_counter()
     catalog = [i.item_id for i in items]
     interactions = Interactions.from_clicks(clicks, catalog=catalog)
@@ -76,7 +82,13 @@ def train_from_events(
             f"{embeddings.shape[0]} embeddings for {interactions.n_items} items "
             "(catalog first, then clicked items missing from it)"
         )
+    start_from = None
+    if warm_start is not None:
+        start_from = RankerRecommender.load_model(warm_start)
+        cfg = start_from.cfg
     rec = RankerRecommender(embeddings, cfg, train_cfg)
+    if start_from is not None:
+        rec.model.load_state_dict(start_from.state_dict())
     sequences = [np.asarray(s, np.int64) for s in interactions.sequences]
     # Point in time: each example sees the statistics of the clicks before its target only,
     # as the worker does live (models/ranker_training.py:SideTimeline).

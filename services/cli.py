@@ -242,5 +242,172 @@ def demo(n_clicks: int, rate: float, keep: bool) -> None:
     sys.exit(run_demo(_stack(), n_clicks=n_clicks, rate=rate, keep=keep))
 
 
+# -- models --------------------------------------------------------------------------
+
+
+def _trainer_settings(model: str) -> Any:
+    """The trainer's settings; repository and Triton follow the stack's unless set."""
+    import os
+
+    from services.trainer.settings import TrainerSettings
+
+    stack = _stack()
+    update: dict[str, Any] = {"model": model}
+    if "STREAMREC_TRAINER_MODEL_REPOSITORY" not in os.environ:
+        update["model_repository"] = stack.model_repository
+    if "STREAMREC_TRAINER_TRITON_HTTP_URL" not in os.environ:
+        update["triton_http_url"] = stack.triton_http_url
+    if "STREAMREC_TRAINER_DATA_DIR" not in os.environ:
+        update["data_dir"] = stack.run_dir / "trainer"
+    return TrainerSettings().model_copy(update=update)
+
+
+def _releaser(model: str) -> Any:
+    from services.trainer.layout import LayoutError
+    from services.trainer.service import build_releaser
+
+    try:
+        return build_releaser(_trainer_settings(model))
+    except LayoutError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _echo_release(release: Any) -> None:
+    if release.outcome == "rolled-back":
+        click.echo(
+            f"{release.model}: version {release.version} serves again "
+            f"(version {release.previous} retired) in {release.seconds:.1f} s"
+        )
+    else:
+        click.echo(
+            f"{release.model}: version {release.version} serves "
+            f"(was {release.previous}) after {release.seconds:.1f} s of checks"
+        )
+
+
+@main.command()
+@click.option("--model", default="scorer", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def models(model: str, as_json: bool) -> None:
+    """Versions of a served model: published, serving, retired, and recent releases."""
+    releaser = _releaser(model)
+    folder = releaser.folder
+    report = {
+        "model": model,
+        "repository": str(folder.repository),
+        "serving": folder.serving(),
+        "published": folder.versions(),
+        "retired": {v: folder.retired_note(v).get("reason") for v in folder.retired()},
+        "releases": releaser.history(10),
+    }
+    try:
+        report["triton_ready_version"] = releaser.control.ready_version(model)
+    except Exception as exc:  # Triton down is worth showing, not failing on
+        report["triton_ready_version"] = f"unknown ({exc})"
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+        return
+    click.echo(f"{model} in {report['repository']}")
+    click.echo(
+        f"  serving: version {report['serving']} (Triton reports {report['triton_ready_version']})"
+    )
+    click.echo(f"  published: {report['published']}")
+    for version, reason in report["retired"].items():
+        click.echo(f"  retired {version}: {reason}")
+    for entry in report["releases"]:
+        extra = f": {entry['reason']}" if entry.get("reason") else ""
+        click.echo(
+            f"  release {entry['outcome']} v{entry['version']} "
+            f"from {entry.get('source') or '-'}{extra}"
+        )
+
+
+@main.command()
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--model", default="scorer", show_default=True)
+def deploy(path: Path, model: str) -> None:
+    """Release model files from PATH (a version folder or an .onnx file) into Triton.
+
+    The files are validated (loads, finite scores of the right shape), tried on Triton under
+    a scratch name, then published as the next version and loaded; the serving version keeps
+    serving if any step fails. Code (model.py) always comes from the serving version.
+    """
+    from services.trainer.triton import TritonControlError
+    from services.trainer.validate import ModelRejected
+
+    try:
+        _echo_release(_releaser(model).deploy(path.resolve(), {"by": "streamrec deploy"}))
+    except ModelRejected as exc:
+        raise click.ClickException(f"rejected, nothing changed: {exc}") from exc
+    except TritonControlError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.command()
+@click.option("--model", default="scorer", show_default=True)
+@click.option("--reason", default="rolled back by the operator", help="kept with the version")
+def rollback(model: str, reason: str) -> None:
+    """Retire the serving version; the previous published version serves again."""
+    from services.trainer.layout import LayoutError
+    from services.trainer.triton import TritonControlError
+
+    try:
+        _echo_release(_releaser(model).rollback(reason))
+    except (LayoutError, TritonControlError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.command()
+@click.option("--wait", is_flag=True, help="block until the new version serves or is rejected")
+@click.option("--timeout", type=float, default=3600.0, help="seconds to wait at most")
+def train(wait: bool, timeout: float) -> None:
+    """Retrain the scorer now (asks the trainer service; without one, trains here)."""
+    import time
+
+    import httpx
+
+    settings = _trainer_settings("scorer")
+    base = f"http://{settings.host}:{settings.port}"
+    try:
+        job = httpx.post(f"{base}/train", timeout=5).json()
+    except httpx.HTTPError:
+        job = None
+    if job is None:
+        if not wait:
+            raise click.ClickException(
+                f"no trainer service answers at {base}; start the stack (`streamrec up`) "
+                "or run `streamrec train --wait` to train in this process"
+            )
+        from services.trainer.service import Trainer, outcome_dict
+
+        trainer = Trainer(settings, _kafka(_stack()))
+        click.echo("no trainer service: catching up with the topics and training here")
+        trainer.event_log.catch_up(trainer.kafka)
+        outcome = trainer.run_once()
+        if outcome is None:
+            raise click.ClickException(
+                "retraining did not run: "
+                + str(trainer.jobs[-1]["reason"] if trainer.jobs else "see the log above")
+            )
+        from services.trainer.job import write_outcome
+
+        write_outcome(settings, outcome)
+        click.echo(json.dumps(outcome_dict(outcome), indent=2, default=str))
+        sys.exit(0 if outcome.decision != "rejected" else 1)
+    click.echo(f"retraining queued as job {job['id']} on {base}")
+    if not wait:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = httpx.get(f"{base}/jobs/{job['id']}", timeout=5).json()
+        if state.get("state") in ("done", "skipped", "failed", "merged"):
+            click.echo(json.dumps(state, indent=2, default=str))
+            sys.exit(
+                0 if state.get("state") == "done" and state.get("decision") != "rejected" else 1
+            )
+        time.sleep(2)
+    raise click.ClickException(f"job {job['id']} still running after {timeout:.0f} s")
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,50 @@
+"""``python -m services.trainer [serve|once]``: the trainer service, or one retraining now."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+
+from services.kafka.settings import KafkaSettings
+from services.trainer.settings import TrainerSettings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.trainer", description=__doc__)
+    parser.add_argument("mode", nargs="?", choices=["serve", "once"], default="serve")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+    from services.trainer.service import Trainer, outcome_dict, serve_http
+
+    settings, kafka = TrainerSettings(), KafkaSettings()
+    trainer = Trainer(settings, kafka)
+    if args.mode == "once":
+        trainer.event_log.catch_up(kafka)
+        outcome = trainer.run_once()
+        print(json.dumps(None if outcome is None else outcome_dict(outcome), default=str, indent=2))
+        return 0 if outcome is not None and outcome.decision != "rejected" else 1
+
+    server = serve_http(trainer, settings.host, settings.port)
+
+    def stop(*_: object) -> None:
+        trainer.stopping.set()
+        trainer.requested.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        trainer.loop()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""One retraining: log → split → fine-tune the champion → judge both → release or not.
+
+Point in time throughout: the challenger trains on the clicks before the holdout window
+with side features as of each click (``train_from_events``), and both models are judged
+on the window with side features as of each judged click (``evaluate``).
+
+The challenger is what gets released: trained without the holdout window, so its
+numbers are honest. The window's clicks reach the model at the next retraining.
+The segment model is not re-fitted here: river's KMeans in the worker already learns
+with every click, and the ranker never reads segment ids (``model_side`` zeroes them).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from models.offline.data import Interactions
+from models.ranker_training import TrainConfig
+from models.train_ranker import (
+    CHECKPOINT_FILE,
+    MODEL_FILE,
+    embed_items,
+    train_from_events,
+    write_version,
+)
+from services.trainer.evaluate import Scores, evaluate, split, start_time
+from services.trainer.event_log import EventLog
+from services.trainer.release import Release, Releaser
+from services.trainer.settings import TrainerSettings
+from services.trainer.validate import ModelRejected
+
+log = logging.getLogger(__name__)
+
+
+class NotEnoughData(RuntimeError):
+    """Too few clicks in the log to train or judge on."""
+
+
+@dataclass
+class Outcome:
+    """A retraining's decision, with the numbers behind it."""
+
+    decision: str  # promoted, kept-champion, rejected
+    reason: str
+    champion_version: int | None
+    challenger: dict[str, object] = field(default_factory=dict)
+    champion: dict[str, object] = field(default_factory=dict)
+    release: Release | None = None
+    seconds: float = 0.0
+
+
+def better_enough(
+    challenger: Scores, champion: Scores | None, tolerance: float
+) -> tuple[bool, str]:
+    """Promote unless HR@10 or NDCG@10 fell by more than ``tolerance`` (a share)."""
+    if champion is None:
+        return True, "no champion to compare with"
+    for name in ("hr_at_10", "ndcg_at_10"):
+        new, old = getattr(challenger, name), getattr(champion, name)
+        if new < old * (1.0 - tolerance):
+            return False, f"{name} {new:.4f} < champion {old:.4f} by more than {tolerance:.1%}"
+    return True, (
+        f"HR@10 {challenger.hr_at_10:.4f} vs {champion.hr_at_10:.4f}, "
+        f"NDCG@10 {challenger.ndcg_at_10:.4f} vs {champion.ndcg_at_10:.4f} "
+        f"(tolerance {tolerance:.1%})"
+    )
+
+
+def retrain(settings: TrainerSettings, event_log: EventLog, releaser: Releaser) -> Outcome:
+    started = time.perf_counter()
+    items, clicks = event_log.load()
+    catalog = {i.item_id for i in items}
+    # Only catalog items can be recommended (and embedded from their text).
+    clicks = [c for c in clicks if c.item_id in catalog]
+    if len(clicks) < settings.min_clicks:
+        raise NotEnoughData(
+            f"{len(clicks)} clicks on catalog items in the log; "
+            f"training needs {settings.min_clicks}"
+        )
+    interactions = Interactions.from_clicks(clicks, catalog=[i.item_id for i in items])
+    holdout = split(interactions, settings.holdout_fraction, settings.max_eval_cases, settings.seed)
+    if len(holdout) == 0:
+        raise NotEnoughData("no holdout click has an earlier click of its user to judge by")
+    cut = start_time(interactions, holdout.start_rank)
+    train = [c for c in clicks if c.ts.timestamp() < cut]
+    embeddings = embed_items(items, [])
+
+    folder = releaser.folder
+    champion_version = folder.serving()
+    champion_dir = folder.version_path(champion_version) if champion_version else None
+    checkpoint = champion_dir / CHECKPOINT_FILE if champion_dir else None
+    warm = checkpoint if checkpoint is not None and checkpoint.is_file() else None
+
+    trained = train_from_events(
+        items,
+        train,
+        TrainConfig(
+            epochs=settings.epochs, patience=settings.patience, seed=settings.seed, progress=False
+        ),
+        embeddings=embeddings,
+        warm_start=warm,
+    )
+    staged = folder.stage()
+    try:
+        label = (
+            f"trainer {datetime.now(UTC).isoformat(timespec='seconds')}: {len(train)} clicks "
+            f"before the holdout, warm start from "
+            f"{'version ' + str(champion_version) if warm else 'scratch'}"
+        )
+        write_version(trained, staged, label)
+        challenger = evaluate(staged / MODEL_FILE, embeddings, holdout)
+        champion = None
+        if champion_dir is not None and (champion_dir / MODEL_FILE).is_file():
+            champion = evaluate(champion_dir / MODEL_FILE, embeddings, holdout)
+        promote, why = better_enough(challenger, champion, settings.tolerance)
+        outcome = Outcome(
+            decision="kept-champion",
+            reason=why,
+            champion_version=champion_version,
+            challenger={
+                **challenger.to_dict(),
+                "train_clicks": len(train),
+                "warm_start": champion_version if warm else None,
+                "train_seconds": round(trained.seconds, 1),
+            },
+            champion=dict(champion.to_dict()) if champion else {},
+        )
+        if promote:
+            details: dict[str, object] = {
+                "challenger": outcome.challenger,
+                "champion": outcome.champion,
+                "reason": why,
+            }
+            try:
+                outcome.release = releaser.promote(staged, label, details)
+                outcome.decision = "promoted"
+            except ModelRejected as exc:
+                outcome.decision, outcome.reason = "rejected", str(exc)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+    outcome.seconds = time.perf_counter() - started
+    log.info("retraining: %s (%s)", outcome.decision, outcome.reason)
+    return outcome
+
+
+def write_outcome(settings: TrainerSettings, outcome: Outcome) -> Path:
+    """Append the decision to ``<data_dir>/decisions.jsonl``; returns the file."""
+    import json
+    from dataclasses import asdict
+
+    path = Path(settings.data_dir) / "decisions.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = asdict(outcome)
+    record["at"] = time.time()
+    with path.open("a") as fh:
+        fh.write(json.dumps(record, default=str) + "\n")
+    return path

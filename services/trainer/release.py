@@ -1,0 +1,240 @@
+"""Deploy, promote and roll back model versions without Triton ever serving a bad one.
+
+A release of a candidate version goes:
+
+    stage ─▶ validate (scratch onnxruntime session + probes) ─▶ canary (Triton, scratch
+    name) ─▶ publish (one rename to the next number) ─▶ load (Triton reloads; the old
+    version serves until the new one is ready) ─▶ wait until ready ─▶ prune old versions
+
+Any failure before publishing leaves the repository and Triton as they were and raises
+:class:`ModelRejected` with the reason. A failure after publishing retires the new
+version and reloads, so the folder and Triton agree again on the previous version.
+Every outcome is appended to ``<model>/.releases.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from services.trainer.layout import LayoutError, ModelFolder
+from services.trainer.triton import ModelControl, TritonControlError
+from services.trainer.validate import ModelRejected, read_config, validate_version
+
+log = logging.getLogger(__name__)
+
+RELEASE_LOG = ".releases.jsonl"
+# What ``deploy PATH`` copies from a user's folder: model files, never code. The Python
+# backend executes ``model.py``, so it always comes from the version serving now.
+MODEL_FILES = ("model.onnx", "model.plan", "ranker.safetensors", "export.json")
+CODE_FILES = ("model.py",)
+
+
+@dataclass
+class Release:
+    """What happened to one candidate; ``outcome`` is serving, rejected or rolled-back."""
+
+    model: str
+    outcome: str
+    version: int | None
+    previous: int | None
+    reason: str = ""
+    source: str = ""
+    seconds: float = 0.0
+    details: dict[str, object] = field(default_factory=dict)
+    at: float = field(default_factory=time.time)
+
+
+class Releaser:
+    """Releases versions of one model in one repository through one Triton."""
+
+    def __init__(
+        self,
+        folder: ModelFolder,
+        control: ModelControl,
+        keep: int = 3,
+        ready_timeout_s: float = 120.0,
+    ) -> None:
+        self.folder, self.control, self.keep = folder, control, keep
+        self.ready_timeout_s = ready_timeout_s
+
+    @property
+    def model(self) -> str:
+        return self.folder.model
+
+    # -- entry points --------------------------------------------------------------
+
+    def deploy(self, source: Path, details: dict[str, object] | None = None) -> Release:
+        """Release model files from ``source`` (a version folder, or one ``.onnx`` file)."""
+        started = time.perf_counter()
+        with self.folder.lock():
+            previous = self.folder.serving()
+            staged = self.folder.stage()
+            try:
+                self._copy_model_files(source, staged, previous)
+                return self._release(staged, previous, str(source), details or {}, started)
+            finally:
+                shutil.rmtree(staged, ignore_errors=True)  # gone after a publish, else rejected
+
+    def promote(
+        self, staged: Path, source: str, details: dict[str, object] | None = None
+    ) -> Release:
+        """Release a version already written into :meth:`ModelFolder.stage` (the trainer)."""
+        started = time.perf_counter()
+        with self.folder.lock():
+            previous = self.folder.serving()
+            try:
+                self._fill_code(staged, previous)
+                return self._release(staged, previous, source, details or {}, started)
+            finally:
+                shutil.rmtree(staged, ignore_errors=True)
+
+    def rollback(self, reason: str = "rolled back by the operator") -> Release:
+        """Retire the serving version; the previous published one serves again."""
+        started = time.perf_counter()
+        with self.folder.lock():
+            versions = self.folder.versions()
+            if len(versions) < 2:
+                raise LayoutError(
+                    f"{self.model} has {len(versions)} published version(s); "
+                    "nothing to roll back to"
+                )
+            current, previous = versions[-1], versions[-2]
+            self.folder.retire(current, reason)
+            try:
+                self.control.load(self.model)
+                self.control.wait_ready(self.model, previous, self.ready_timeout_s)
+            except TritonControlError:
+                # Triton kept ``current`` (a failed reload leaves the loaded model as it was):
+                # put it back so the folder says what is serving.
+                self.folder.restore(current)
+                raise
+            release = Release(
+                self.model,
+                "rolled-back",
+                previous,
+                current,
+                reason=reason,
+                seconds=time.perf_counter() - started,
+            )
+            self._record(release)
+            return release
+
+    # -- the common path -----------------------------------------------------------
+
+    def _release(
+        self,
+        staged: Path,
+        previous: int | None,
+        source: str,
+        details: dict[str, object],
+        started: float,
+    ) -> Release:
+        try:
+            config = read_config(self.folder.config_path)
+            validate_version(staged, config, self.model)
+            self.control.canary(self.model, staged, config)
+        except ModelRejected as exc:
+            release = Release(
+                self.model,
+                "rejected",
+                None,
+                previous,
+                reason=str(exc),
+                source=source,
+                seconds=time.perf_counter() - started,
+                details=details,
+            )
+            self._record(release)
+            raise
+
+        version = self.folder.publish(staged)
+        try:
+            self.control.load(self.model)
+            self.control.wait_ready(self.model, version, self.ready_timeout_s)
+        except TritonControlError as exc:
+            self.folder.retire(version, f"rejected: {exc}")
+            try:
+                self.control.load(self.model)  # back to the previous version, if it moved
+            except TritonControlError:
+                log.exception("reloading %s after a failed release", self.model)
+            release = Release(
+                self.model,
+                "rejected",
+                version,
+                previous,
+                reason=str(exc),
+                source=source,
+                seconds=time.perf_counter() - started,
+                details=details,
+            )
+            self._record(release)
+            raise ModelRejected(f"{self.model} version {version} did not serve: {exc}") from exc
+
+        pruned = self.folder.prune(self.keep)
+        release = Release(
+            self.model,
+            "serving",
+            version,
+            previous,
+            source=source,
+            seconds=time.perf_counter() - started,
+            details={**details, "pruned": [p.name for p in pruned]},
+        )
+        self._record(release)
+        return release
+
+    def _copy_model_files(self, source: Path, staged: Path, previous: int | None) -> None:
+        if source.is_file():
+            if source.suffix != ".onnx":
+                raise ModelRejected(f"{source}: deploy takes a version folder or an .onnx file")
+            shutil.copy2(source, staged / "model.onnx")
+        elif source.is_dir():
+            found = [name for name in MODEL_FILES if (source / name).is_file()]
+            if not found:
+                raise ModelRejected(f"{source} holds none of {', '.join(MODEL_FILES)}")
+            for name in found:
+                shutil.copy2(source / name, staged / name)
+            ignored = sorted(
+                p.name
+                for p in source.iterdir()
+                if p.name not in MODEL_FILES and p.name != "__pycache__"
+            )
+            if ignored:
+                log.info(
+                    "deploy %s: not copied (code comes from the serving version): %s",
+                    source,
+                    ", ".join(ignored),
+                )
+        else:
+            raise ModelRejected(f"{source} does not exist")
+        self._fill_code(staged, previous)
+
+    def _fill_code(self, staged: Path, previous: int | None) -> None:
+        """The serving version's ``model.py`` (or the oldest kept one's)."""
+        candidates = [previous] if previous is not None else []
+        candidates += list(reversed(self.folder.versions()))
+        for name in CODE_FILES:
+            for version in candidates:
+                code = self.folder.version_path(version) / name
+                if code.is_file():
+                    shutil.copy2(code, staged / name)
+                    break
+
+    def _record(self, release: Release) -> None:
+        line = json.dumps(asdict(release), default=str)
+        with (self.folder.path / RELEASE_LOG).open("a") as fh:
+            fh.write(line + "\n")
+        level = logging.INFO if release.outcome != "rejected" else logging.WARNING
+        log.log(level, "release %s: %s", self.model, line)
+
+    def history(self, last: int = 20) -> list[dict[str, object]]:
+        path = self.folder.path / RELEASE_LOG
+        if not path.is_file():
+            return []
+        lines = path.read_text().splitlines()[-last:]
+        return [json.loads(line) for line in lines if line.strip()]

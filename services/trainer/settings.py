@@ -1,0 +1,43 @@
+"""The trainer's settings: one object, overridable with ``STREAMREC_TRAINER_`` variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class TrainerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STREAMREC_TRAINER_", frozen=True, extra="ignore")
+
+    model_repository: Path = REPO_ROOT / "triton_models"
+    model: str = "scorer"
+    triton_http_url: str = Field(default="http://127.0.0.1:8000", description="model control")
+    # docker-compose.yml restricts Triton's repository API to this key (TRITON_ADMIN_KEY).
+    admin_key: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("STREAMREC_TRAINER_ADMIN_KEY", "TRITON_ADMIN_KEY"),
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=6070, description="HTTP: /healthz, /status, POST /train")
+    data_dir: Path = Field(default=REPO_ROOT / ".run" / "trainer", description="event log")
+    keep_versions: int = Field(default=3, ge=1, description="published versions kept")
+
+    # When to retrain: whichever comes first (0 turns a trigger off).
+    interval_s: float = Field(default=3600.0, ge=0)
+    every_clicks: int = Field(default=20_000, ge=0)
+    min_clicks: int = Field(default=1_000, ge=1, description="no training on fewer clicks")
+
+    # How: fine-tune from the serving version on everything before the holdout.
+    epochs: int = Field(default=2, ge=1)
+    patience: int = Field(default=1, ge=1)
+    seed: int = 0
+    holdout_fraction: float = Field(default=0.1, gt=0, lt=1)
+    max_eval_cases: int = Field(default=4_000, ge=1)
+
+    # Promote unless the challenger is worse than the champion by more than this share
+    # on HR@10 or NDCG@10 (0.01: up to 1% worse still promotes, for fresher data).
+    tolerance: float = Field(default=0.01, ge=0, lt=1)
