@@ -257,6 +257,8 @@ def _trainer_settings(model: str) -> Any:
         update["model_repository"] = stack.model_repository
     if "STREAMREC_TRAINER_TRITON_HTTP_URL" not in os.environ:
         update["triton_http_url"] = stack.triton_http_url
+    if "STREAMREC_TRAINER_PORT" not in os.environ:
+        update["port"] = stack.trainer_port
     if "STREAMREC_TRAINER_DATA_DIR" not in os.environ:
         update["data_dir"] = stack.run_dir / "trainer"
     return TrainerSettings().model_copy(update=update)

@@ -34,7 +34,7 @@ def unique() -> str:
 def stack_settings(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     from services.stack.settings import StackSettings
 
-    ports = free_ports(5)
+    ports = free_ports(6)
     run_dir: Path = tmp_path_factory.mktemp("stack")
     return StackSettings(
         broker_port=ports[0],
@@ -42,6 +42,7 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no
         triton_grpc_port=ports[2],
         triton_metrics_port=ports[3],
         worker_web_port=ports[4],
+        trainer_port=ports[5],
         run_dir=run_dir,
         topic_partitions=4,
     )
@@ -54,6 +55,9 @@ def stack(stack_settings, monkeypatch_session):  # type: ignore[no-untyped-def]
 
     # Each test stack keeps its Feast files in its own run dir.
     monkeypatch_session.setenv("STREAMREC_FEAST_DATA_DIR", str(stack_settings.run_dir / "feast"))
+    # The test stack serves the checkout's triton_models/: its trainer must never publish
+    # there, so no amount of test clicks is enough to retrain.
+    monkeypatch_session.setenv("STREAMREC_TRAINER_MIN_CLICKS", "1000000")
     up_detached(stack_settings)
     try:
         yield stack_settings

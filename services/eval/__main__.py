@@ -76,7 +76,8 @@ def main(no_catalog_wait: bool, no_progress: bool, **given: Any) -> None:
     if no_progress:
         overrides["progress"] = False
     settings = EvalSettings(**overrides)
-    stack = StackSettings()
+    # No retraining during a measured replay: the numbers are the served model's.
+    stack = StackSettings().model_copy(update={"trainer": False})
     if settings.train_on_warmup and not settings.start_stack:
         raise click.UsageError("--train-on-warmup needs --start-stack: the stack must load it")
     if settings.start_stack and settings.bootstrap not in (None, stack.bootstrap):

@@ -46,6 +46,24 @@ def worker_environment(settings: StackSettings, index: int) -> dict[str, str]:
     return env
 
 
+def trainer_environment(settings: StackSettings) -> dict[str, str]:
+    """The trainer follows the stack's repository, Triton and broker; the user's
+    ``STREAMREC_TRAINER_`` settings (interval, tolerance, ...) pass through."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "STREAMREC_KAFKA_BOOTSTRAP": settings.bootstrap,
+            "STREAMREC_TRAINER_MODEL_REPOSITORY": str(settings.model_repository),
+            "STREAMREC_TRAINER_TRITON_HTTP_URL": settings.triton_http_url,
+            "STREAMREC_TRAINER_HOST": settings.host,
+            "STREAMREC_TRAINER_PORT": str(settings.trainer_port),
+            "STREAMREC_TRAINER_DATA_DIR": str(settings.run_dir / "trainer"),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
 def build_components(settings: StackSettings) -> list[Component]:
     from services.kafka.admin import ensure_topics
     from services.kafka.settings import KafkaSettings
@@ -108,4 +126,17 @@ def build_components(settings: StackSettings) -> list[Component]:
                 stop_timeout_s=30.0,
             )
         )
-    return [broker, tritonserver, *workers]
+    trainer = []
+    if settings.trainer:
+        url = f"http://{settings.host}:{settings.trainer_port}"
+        trainer.append(
+            Component(
+                name="trainer",
+                argv=[sys.executable, "-m", "services.trainer", "serve"],
+                healthy=partial(health.http_ok, f"{url}/healthz"),
+                endpoint=f"{url}/status",
+                env=trainer_environment(settings),
+                stop_timeout_s=30.0,
+            )
+        )
+    return [broker, tritonserver, *trainer, *workers]

@@ -26,6 +26,8 @@ class StackSettings(BaseSettings):
     triton_metrics_port: int = 8002
     worker_web_port: int = Field(default=6066, description="first worker's HTTP port")
     workers: int = Field(default=1, ge=1, le=16)
+    trainer: bool = Field(default=True, description="run the trainer service (retraining)")
+    trainer_port: int = Field(default=6070, description="the trainer's HTTP port")
     topic_partitions: int = Field(default=4, ge=1)
     run_dir: Path = REPO_ROOT / ".run"
     tools_dir: Path = REPO_ROOT / ".tools"

@@ -183,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="write every figure as JSON here")
     args = parser.parse_args(argv)
 
-    settings = StackSettings()
+    # The trainer would consume every click and retrain mid-run: not part of this figure.
+    settings = StackSettings().model_copy(update={"trainer": False})
     kafka = KafkaSettings(bootstrap=settings.bootstrap)
     path = movielens.ensure_ml100k()
     items, clicks = movielens.load_items(path), movielens.load_clicks(path)

@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import httpx
 import pytest
 
 from services.contract.events import CLICKS, CLICKS_DLQ, ITEMS, ITEMS_DLQ, RECOMMENDATIONS
@@ -39,6 +40,7 @@ def stack_env(stack) -> dict[str, str]:  # type: ignore[no-untyped-def]
         "STREAMREC_TRITON_GRPC_PORT": str(stack.triton_grpc_port),
         "STREAMREC_TRITON_METRICS_PORT": str(stack.triton_metrics_port),
         "STREAMREC_WORKER_WEB_PORT": str(stack.worker_web_port),
+        "STREAMREC_TRAINER_PORT": str(stack.trainer_port),
     }
 
 
@@ -193,6 +195,7 @@ def test_status_cli_reports_every_component_healthy(stack) -> None:  # type: ign
     assert {n: c["status"] for n, c in report["components"].items()} == {
         "broker": "healthy",
         "tritonserver": "healthy",
+        "trainer": "healthy",
         "worker-0": "healthy",
     }
     assert report["topics"][CLICKS] == stack.topic_partitions
@@ -360,3 +363,23 @@ def test_a_new_item_is_recommended_by_its_text_within_five_seconds(stack, kafka,
     assert rec["model_version"].startswith("scorer:") and not rec["degraded"]
     assert isinstance(rec["segment"], int)
     assert any(r.startswith("similar description to «") for r in item["reasons"]), item
+
+
+def test_train_asks_the_stack_trainer_and_waits_for_its_answer(stack) -> None:  # type: ignore[no-untyped-def]
+    """`streamrec train --wait` goes through the trainer service: the request is queued,
+    the service catches up with the topics and answers. The test stack's trainer needs a
+    million clicks (tests/conftest.py), so the answer is a skip that says why."""
+    out = subprocess.run(
+        [sys.executable, "-m", "services.cli", "train", "--wait", "--timeout", "120"],
+        env=stack_env(stack),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert "retraining queued as job" in out.stdout, out.stdout + out.stderr
+    answer = json.loads(out.stdout[out.stdout.index("{") :])
+    assert answer["state"] == "skipped" and "training needs 1000000" in answer["reason"]
+    assert out.returncode == 1
+    status = httpx.get(f"http://{stack.host}:{stack.trainer_port}/status", timeout=5).json()
+    assert status["serving"] == 1 and status["logged_clicks"] > 0

@@ -322,6 +322,20 @@ def test_triton_serves_explicit_models_read_only(compose: Compose) -> None:
     assert "/v2/health/ready" in " ".join(triton["healthcheck"]["test"])
 
 
+def test_the_trainer_alone_writes_the_model_repository(compose: Compose) -> None:
+    services = services_of(compose)
+    trainer = services["trainer"]
+    assert ("bind", "./triton_models", False) in mounts_of(trainer)
+    assert ("bind", "./triton_models", True) in mounts_of(services["triton"])
+    for name, service in services.items():
+        if name not in ("trainer", "triton"):
+            assert not any(m[1] == "./triton_models" for m in mounts_of(service)), name
+    env = trainer["environment"]
+    assert env["STREAMREC_TRAINER_MODEL_REPOSITORY"] == "/models"
+    assert env["TRITON_ADMIN_KEY"].startswith("${TRITON_ADMIN_KEY:?")
+    assert command_of(trainer)[-2:] == ["services.trainer", "serve"]
+
+
 def test_triton_model_control_needs_the_admin_key(compose: Compose) -> None:
     args = command_of(services_of(compose)["triton"])
     for flag in ("--http-restricted-api=", "--grpc-restricted-protocol="):
