@@ -54,6 +54,7 @@ bench: install
 	$(PY) -m tests.bench.scorer_triton --users 256 --clients 2 --requests 60
 	$(PY) -m tests.bench.encoder_triton --instances 2 --threads 1
 	$(PY) -m tests.bench.stack_load --rate 200 --clicks 3000 --flat-out 10000 --runs 3
+	$(PY) -m tests.bench.release_under_load --rate 200 --clicks 4000 --runs 2
 
 lint: install
 	$(VENV)/bin/ruff check services models tests

@@ -14,6 +14,7 @@ model's own name, so no recommendation carries a version that has not answered T
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -55,14 +56,28 @@ class TritonControl:
 
         self.url = url.removeprefix("http://").removeprefix("https://")
         self.headers = {ADMIN_HEADER: admin_key} if admin_key else None
-        # Loading a Python-backend model starts a stub process: seconds, not milliseconds.
-        self.client = httpclient.InferenceServerClient(
-            self.url, connection_timeout=timeout_s, network_timeout=timeout_s
-        )
+        self.timeout_s = timeout_s
         self._http = httpclient
+        # tritonclient.http runs on gevent, whose sockets belong to the thread that made
+        # them: one client per thread (a release may run on any thread).
+        self._local = threading.local()
+
+    @property
+    def client(self) -> Any:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            # Loading a Python-backend model starts a stub process: seconds, not ms.
+            client = self._http.InferenceServerClient(
+                self.url, connection_timeout=self.timeout_s, network_timeout=self.timeout_s
+            )
+            self._local.client = client
+        return client
 
     def close(self) -> None:
-        self.client.close()
+        client = getattr(self._local, "client", None)
+        if client is not None:
+            client.close()
+            self._local.client = None
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         from tritonclient.utils import InferenceServerException

@@ -79,8 +79,11 @@ def stream(
     def swap() -> None:
         time.sleep(release_after_s)
         window.append(time.monotonic())
-        done = release()
-        outcome.update(version=done.version, seconds=round(done.seconds, 2))
+        try:
+            done = release()
+            outcome.update(version=done.version, seconds=round(done.seconds, 2))
+        except Exception as exc:  # reported in the row and fails the run
+            outcome.update(error=f"{type(exc).__name__}: {exc}")
         window.append(time.monotonic() + 1.0)
 
     threads = [threading.Thread(target=send, daemon=True)]
@@ -194,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['e2e_p99_ms']} | {row.get('swap_p99_ms', '–')} | {rel.get('seconds', '–')} |"
         )
     bad = sum(row["lost"] + row["degraded"] + row["triton_failed"] for row in rows)
+    bad += sum("error" in row.get("release", {}) for row in rows)
     return 0 if bad == 0 else 1
 
 
