@@ -12,8 +12,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from models.candidate_features import BASELINE_WEIGHTS
-from models.serving import RANK_INPUTS, RANK_OUTPUT, RankRequest
-from services.recommender.triton import TritonModelClient
+from models.serving import RANK_OUTPUT, RankRequest
+from services.recommender.triton import TritonModelClient, rank_inputs
 
 log = logging.getLogger(__name__)
 
@@ -92,16 +92,7 @@ class TritonScorer(TritonModelClient):
         super().__init__(url, model, timeout_s)
 
     def _inputs(self, request: RankRequest) -> list[Any]:
-        inputs = []
-        arrays = (request.items, request.history_idx, request.candidate_idx, request.side)
-        for name, array in zip(RANK_INPUTS, arrays, strict=True):
-            # A leading request axis of 1: the model's dynamic batcher merges requests.
-            data = np.ascontiguousarray(array)[None]
-            dtype = "INT32" if data.dtype == np.int32 else "FP32"
-            inp = self._mod.InferInput(name, list(data.shape), dtype)
-            inp.set_data_from_numpy(data)
-            inputs.append(inp)
-        return inputs
+        return rank_inputs(self._mod, request)
 
     async def score(self, batch: ScoringBatch) -> Scored:
         from tritonclient.utils import InferenceServerException

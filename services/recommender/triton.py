@@ -5,6 +5,26 @@ from __future__ import annotations
 from typing import Any
 
 
+def rank_inputs(client_module: Any, request: Any) -> list[Any]:
+    """The scorer's four inputs for ``request`` (a ``models.serving.RankRequest``), with
+    the leading request axis of 1 its dynamic batcher merges on. ``client_module`` is
+    ``tritonclient.grpc``/``.grpc.aio`` or ``tritonclient.http``: their ``InferInput``
+    agree."""
+    import numpy as np
+
+    from models.serving import RANK_INPUTS
+
+    inputs = []
+    arrays = (request.items, request.history_idx, request.candidate_idx, request.side)
+    for name, array in zip(RANK_INPUTS, arrays, strict=True):
+        data = np.ascontiguousarray(array)[None]
+        dtype = "INT32" if data.dtype == np.int32 else "FP32"
+        tensor = client_module.InferInput(name, list(data.shape), dtype)
+        tensor.set_data_from_numpy(data)
+        inputs.append(tensor)
+    return inputs
+
+
 class TritonModelClient:
     """A model name, a URL, a timeout, and an aio client created on first use.
 

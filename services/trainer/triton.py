@@ -21,7 +21,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from models.serving import RANK_INPUTS, RANK_OUTPUT
+from models.serving import RANK_OUTPUT
+from services.recommender.triton import rank_inputs
 from services.trainer.validate import (
     ModelRejected,
     check_scores,
@@ -150,14 +151,7 @@ class TritonControl:
         probes = scorer_probes(dims["ITEMS"][-1], dims["SIDE"][-1])
         scores: list[np.ndarray | None] = []
         for probe in probes:
-            inputs = []
-            arrays = (probe.items, probe.history_idx, probe.candidate_idx, probe.side)
-            for input_name, array in zip(RANK_INPUTS, arrays, strict=True):
-                data = np.ascontiguousarray(array)[None]
-                dtype = "INT32" if data.dtype == np.int32 else "FP32"
-                tensor = self._http.InferInput(input_name, list(data.shape), dtype)
-                tensor.set_data_from_numpy(data, binary_data=True)
-                inputs.append(tensor)
+            inputs = rank_inputs(self._http, probe)
             try:
                 result = self._call(
                     f"canary request to {name}",

@@ -18,12 +18,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from services.recommender.triton import rank_inputs
 from services.stack.settings import StackSettings
 from services.trainer.layout import ModelFolder
 from services.trainer.release import Releaser
 from services.trainer.triton import TritonControl
 from services.trainer.validate import ModelRejected, read_config, scorer_probes
-from tests.support.scorer_models import expected_scores, write_scorer
+from tests.support.scorer_models import expected_scores, scorer_repository, write_scorer
 from tests.support.triton import triton_alone
 
 pytestmark = pytest.mark.integration
@@ -34,12 +35,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model repository with the committed scorer config and a tiny version 1."""
-    root = tmp_path_factory.mktemp("release-repo")
-    (root / "scorer").mkdir()
-    shutil.copy(REPO / "triton_models/scorer/config.pbtxt", root / "scorer")
-    write_scorer(root / "scorer" / "1", scale=1.0)
-    shutil.copy(REPO / "triton_models/scorer/1/model.py", root / "scorer" / "1")
-    return root
+    return scorer_repository(tmp_path_factory.mktemp("release-repo"))
 
 
 @pytest.fixture(scope="module")
@@ -67,18 +63,7 @@ def ask(server: StackSettings) -> tuple[str, np.ndarray, np.ndarray]:
     probe = scorer_probes(384)[0]
     client = httpclient.InferenceServerClient(server.triton_http_url.removeprefix("http://"))
     try:
-        inputs = []
-        for name, array in zip(
-            ("ITEMS", "HISTORY_IDX", "CANDIDATE_IDX", "SIDE"),
-            (probe.items, probe.history_idx, probe.candidate_idx, probe.side),
-            strict=True,
-        ):
-            data = np.ascontiguousarray(array)[None]
-            tensor = httpclient.InferInput(
-                name, list(data.shape), "INT32" if data.dtype == np.int32 else "FP32"
-            )
-            tensor.set_data_from_numpy(data)
-            inputs.append(tensor)
+        inputs = rank_inputs(httpclient, probe)
         result = client.infer("scorer", inputs)
         return result.get_response()["model_version"], result.as_numpy("SCORES")[0], probe.side
     finally:

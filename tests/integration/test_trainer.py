@@ -7,7 +7,6 @@ evaluation, the release and the server are the real ones.
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from services.trainer.event_log import EventLog
 from services.trainer.service import Trainer
 from services.trainer.settings import TrainerSettings
 from services.trainer.triton import TritonControl
-from tests.support.scorer_models import write_scorer
+from tests.support.scorer_models import scorer_repository
 from tests.support.triton import triton_alone
 
 pytestmark = pytest.mark.integration
@@ -32,12 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("trainer-repo")
-    (root / "scorer").mkdir()
-    shutil.copy(REPO / "triton_models/scorer/config.pbtxt", root / "scorer")
-    write_scorer(root / "scorer" / "1")
-    shutil.copy(REPO / "triton_models/scorer/1/model.py", root / "scorer" / "1")
-    return root
+    return scorer_repository(tmp_path_factory.mktemp("trainer-repo"))
 
 
 @pytest.fixture(scope="module")

@@ -63,5 +63,18 @@ def write_scorer(folder: Path, kind: str = "side_sum", scale: float = 1.0) -> Pa
     return folder
 
 
+def scorer_repository(root: Path, scale: float = 1.0) -> Path:
+    """A model repository at ``root``: the committed scorer config and model.py, with a
+    ``side_sum`` model as version 1 (no checkpoint: a retraining starts from scratch)."""
+    import shutil
+
+    repo = Path(__file__).resolve().parents[2]
+    (root / "scorer").mkdir(parents=True)
+    shutil.copy(repo / "triton_models/scorer/config.pbtxt", root / "scorer")
+    write_scorer(root / "scorer" / "1", scale=scale)
+    shutil.copy(repo / "triton_models/scorer/1/model.py", root / "scorer" / "1")
+    return root
+
+
 def expected_scores(side: np.ndarray, scale: float) -> np.ndarray:
     return side.sum(axis=-1) * scale
