@@ -359,6 +359,12 @@ def rollback(model: str, reason: str) -> None:
         raise click.ClickException(str(exc)) from exc
 
 
+def _exit_with(job: dict[str, Any]) -> None:
+    """Print a finished retraining job; exit 0 only if it ran and was not rejected."""
+    click.echo(json.dumps(job, indent=2, default=str))
+    sys.exit(0 if job.get("state") == "done" and job.get("decision") != "rejected" else 1)
+
+
 @main.command()
 @click.option("--wait", is_flag=True, help="block until the new version serves or is rejected")
 @click.option("--timeout", type=float, default=3600.0, help="seconds to wait at most")
@@ -380,22 +386,11 @@ def train(wait: bool, timeout: float) -> None:
                 f"no trainer service answers at {base}; start the stack (`streamrec up`) "
                 "or run `streamrec train --wait` to train in this process"
             )
-        from services.trainer.service import Trainer, outcome_dict
+        from services.trainer.service import Trainer
 
         trainer = Trainer(settings, _kafka(_stack()))
         click.echo("no trainer service: catching up with the topics and training here")
-        trainer.event_log.catch_up(trainer.kafka)
-        outcome = trainer.run_once()
-        if outcome is None:
-            raise click.ClickException(
-                "retraining did not run: "
-                + str(trainer.jobs[-1]["reason"] if trainer.jobs else "see the log above")
-            )
-        from services.trainer.job import write_outcome
-
-        write_outcome(settings, outcome)
-        click.echo(json.dumps(outcome_dict(outcome), indent=2, default=str))
-        sys.exit(0 if outcome.decision != "rejected" else 1)
+        _exit_with(trainer.train_now("requested from the command line"))
     click.echo(f"retraining queued as job {job['id']} on {base}")
     if not wait:
         return
@@ -403,10 +398,7 @@ def train(wait: bool, timeout: float) -> None:
     while time.monotonic() < deadline:
         state = httpx.get(f"{base}/jobs/{job['id']}", timeout=5).json()
         if state.get("state") in ("done", "skipped", "failed", "merged"):
-            click.echo(json.dumps(state, indent=2, default=str))
-            sys.exit(
-                0 if state.get("state") == "done" and state.get("decision") != "rejected" else 1
-            )
+            _exit_with(state)
         time.sleep(2)
     raise click.ClickException(f"job {job['id']} still running after {timeout:.0f} s")
 

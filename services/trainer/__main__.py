@@ -20,15 +20,14 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
 
-    from services.trainer.service import Trainer, outcome_dict, serve_http
+    from services.trainer.service import Trainer, serve_http
 
     settings, kafka = TrainerSettings(), KafkaSettings()
     trainer = Trainer(settings, kafka)
     if args.mode == "once":
-        trainer.event_log.catch_up(kafka)
-        outcome = trainer.run_once()
-        print(json.dumps(None if outcome is None else outcome_dict(outcome), default=str, indent=2))
-        return 0 if outcome is not None and outcome.decision != "rejected" else 1
+        job = trainer.train_now("requested with `python -m services.trainer once`")
+        print(json.dumps(job, default=str, indent=2))
+        return 0 if job["state"] == "done" and job.get("decision") != "rejected" else 1
 
     server = serve_http(trainer, settings.host, settings.port)
 

@@ -36,6 +36,7 @@ class Holdout:
     cold: np.ndarray
     timeline: SideTimeline
     start_rank: int
+    start_time: float  # epoch seconds of the first holdout click: training uses earlier ones
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -83,14 +84,13 @@ def split(
         cold=np.asarray(cold, bool)[idx],
         timeline=timeline,
         start_rank=start,
+        start_time=_time_of_rank(interactions, ranks, start),
     )
 
 
-def start_time(interactions: Interactions, start_rank: int) -> float:
-    """The time (epoch seconds) of the holdout's first click: training uses clicks before it."""
+def _time_of_rank(interactions: Interactions, ranks: list[np.ndarray], rank: int) -> float:
     times = np.concatenate([np.asarray(t, np.float64) for t in interactions.timestamps])
-    ranks = np.concatenate(global_ranks(interactions.timestamps))
-    at = np.flatnonzero(ranks == start_rank)
+    at = np.flatnonzero(np.concatenate(ranks) == rank)
     return float(times[at[0]]) if len(at) else math.inf
 
 

@@ -38,6 +38,9 @@ class EventLog:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.clicks_path = self.folder / "clicks.jsonl"
         self.items_path = self.folder / "items.jsonl"
+        # click_count() is asked every few seconds: count only what was appended since.
+        self._counted_bytes = 0
+        self._count = 0
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -73,10 +76,15 @@ class EventLog:
         return list(items.values()), clicks
 
     def click_count(self) -> int:
+        """Lines in the click log (repeated event ids included), read incrementally."""
         if not self.clicks_path.is_file():
             return 0
         with self.clicks_path.open("rb") as fh:
-            return sum(1 for _ in fh)
+            fh.seek(self._counted_bytes)
+            while chunk := fh.read(1 << 20):
+                self._count += chunk.count(b"\n")
+                self._counted_bytes += len(chunk)
+        return self._count
 
     def catch_up(
         self,

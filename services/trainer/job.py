@@ -28,7 +28,7 @@ from models.train_ranker import (
     train_from_events,
     write_version,
 )
-from services.trainer.evaluate import Scores, evaluate, split, start_time
+from services.trainer.evaluate import Scores, evaluate, split
 from services.trainer.event_log import EventLog
 from services.trainer.release import Release, Releaser
 from services.trainer.settings import TrainerSettings
@@ -86,8 +86,7 @@ def retrain(settings: TrainerSettings, event_log: EventLog, releaser: Releaser) 
     holdout = split(interactions, settings.holdout_fraction, settings.max_eval_cases, settings.seed)
     if len(holdout) == 0:
         raise NotEnoughData("no holdout click has an earlier click of its user to judge by")
-    cut = start_time(interactions, holdout.start_rank)
-    train = [c for c in clicks if c.ts.timestamp() < cut]
+    train = [c for c in clicks if c.ts.timestamp() < holdout.start_time]
     embeddings = embed_items(items, [])
 
     folder = releaser.folder

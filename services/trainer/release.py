@@ -139,17 +139,7 @@ class Releaser:
             validate_version(staged, config, self.model)
             self.control.canary(self.model, staged, config)
         except ModelRejected as exc:
-            release = Release(
-                self.model,
-                "rejected",
-                None,
-                previous,
-                reason=str(exc),
-                source=source,
-                seconds=time.perf_counter() - started,
-                details=details,
-            )
-            self._record(release)
+            self._rejected(None, previous, exc, source, started, details)
             raise
 
         version = self.folder.publish(staged)
@@ -162,17 +152,7 @@ class Releaser:
                 self.control.load(self.model)  # back to the previous version, if it moved
             except TritonControlError:
                 log.exception("reloading %s after a failed release", self.model)
-            release = Release(
-                self.model,
-                "rejected",
-                version,
-                previous,
-                reason=str(exc),
-                source=source,
-                seconds=time.perf_counter() - started,
-                details=details,
-            )
-            self._record(release)
+            self._rejected(version, previous, exc, source, started, details)
             raise ModelRejected(f"{self.model} version {version} did not serve: {exc}") from exc
 
         pruned = self.folder.prune(self.keep)
@@ -187,6 +167,20 @@ class Releaser:
         )
         self._record(release)
         return release
+
+    def _rejected(
+        self,
+        version: int | None,
+        previous: int | None,
+        exc: Exception,
+        source: str,
+        started: float,
+        details: dict[str, object],
+    ) -> None:
+        seconds = time.perf_counter() - started
+        self._record(
+            Release(self.model, "rejected", version, previous, str(exc), source, seconds, details)
+        )
 
     def _copy_model_files(self, source: Path, staged: Path, previous: int | None) -> None:
         if source.is_file():

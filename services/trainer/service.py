@@ -14,7 +14,6 @@ import json
 import logging
 import threading
 import time
-from dataclasses import asdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -102,6 +101,18 @@ class Trainer:
             )
         return outcome
 
+    def train_now(self, reason: str) -> dict[str, Any]:
+        """Catch up with the topics and retrain in this thread; returns the finished job
+        (what ``/jobs/N`` shows: state, decision, reason, both models' numbers)."""
+        job = self.jobs[self.request(reason) - 1]
+        try:
+            self.event_log.catch_up(self.kafka)
+        except Exception as exc:  # the broker is part of the answer: say so, don't crash
+            job.update(state="failed", reason=f"reading the topics failed: {exc}")
+            return job
+        self.run_once(job)
+        return job
+
     def loop(self, poll_s: float = 5.0) -> None:
         while not self.stopping.is_set():
             try:
@@ -166,7 +177,3 @@ def serve_http(trainer: Trainer, host: str, port: int) -> ThreadingHTTPServer:
     server = ThreadingHTTPServer((host, port), Handler)
     threading.Thread(target=server.serve_forever, daemon=True, name="trainer-http").start()
     return server
-
-
-def outcome_dict(outcome: Outcome) -> dict[str, Any]:
-    return asdict(outcome)

@@ -69,6 +69,11 @@ def test_the_event_log_keeps_each_click_once(
     assert len(items) == 20
     assert sorted(c.event_id for c in clicks) == sorted(c.event_id for c in ds.clicks)
     assert [c.ts for c in clicks] == sorted(c.ts for c in clicks)
+    # Counted incrementally: lines appended since the last count, repeats included.
+    assert log.click_count() == 250
+    log.append(ds.clicks[:3], [])
+    assert log.click_count() == 253
+    assert EventLog(tmp_path / "log").click_count() == 253
 
 
 def test_a_retraining_is_judged_released_and_logged(

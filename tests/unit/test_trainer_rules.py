@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from models.offline.data import Interactions
-from services.trainer.evaluate import Scores, split, start_time
+from services.trainer.evaluate import Scores, split
 from services.trainer.job import better_enough
 
 
@@ -41,7 +41,7 @@ def test_the_holdout_is_the_latest_clicks_judged_point_in_time() -> None:
     assert sorted(holdout.taus.tolist()) == [7, 8]
     by_target = dict(zip(holdout.targets.tolist(), holdout.cold.tolist(), strict=True))
     assert by_target == {1: False, 4: True}  # i5 was never clicked before the window
-    assert start_time(inter, holdout.start_rank) == 7.0
+    assert holdout.start_time == 7.0
     # Side features as of the judged click: i2's popularity counts the 2 clicks before 7.
     side = holdout.timeline.features([np.array([0, 2])], np.array([7]), np.array([[1]]))
     assert side[0, 0, 1] == np.float32(np.log1p(2))
