@@ -361,8 +361,10 @@ def rollback(model: str, reason: str) -> None:
 
 def _exit_with(job: dict[str, Any]) -> None:
     """Print a finished retraining job; exit 0 only if it ran and was not rejected."""
+    from services.trainer.client import succeeded
+
     click.echo(json.dumps(job, indent=2, default=str))
-    sys.exit(0 if job.get("state") == "done" and job.get("decision") != "rejected" else 1)
+    sys.exit(0 if succeeded(job) else 1)
 
 
 @main.command()
@@ -370,37 +372,31 @@ def _exit_with(job: dict[str, Any]) -> None:
 @click.option("--timeout", type=float, default=3600.0, help="seconds to wait at most")
 def train(wait: bool, timeout: float) -> None:
     """Retrain the scorer now (asks the trainer service; without one, trains here)."""
-    import time
-
-    import httpx
+    from services.trainer.client import TrainerUnavailable, request_training, wait_for_job
 
     settings = _trainer_settings("scorer")
     base = f"http://{settings.host}:{settings.port}"
     try:
-        job = httpx.post(f"{base}/train", timeout=5).json()
-    except httpx.HTTPError:
-        job = None
-    if job is None:
+        job = request_training(base)
+    except TrainerUnavailable:
         if not wait:
             raise click.ClickException(
                 f"no trainer service answers at {base}; start the stack (`streamrec up`) "
                 "or run `streamrec train --wait` to train in this process"
-            )
+            ) from None
         from services.trainer.service import Trainer
 
         trainer = Trainer(settings, _kafka(_stack()))
         click.echo("no trainer service: catching up with the topics and training here")
         _exit_with(trainer.train_now("requested from the command line"))
-    click.echo(f"retraining queued as job {job['id']} on {base}")
+        return
+    click.echo(f"retraining queued as job {job} on {base}")
     if not wait:
         return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = httpx.get(f"{base}/jobs/{job['id']}", timeout=5).json()
-        if state.get("state") in ("done", "skipped", "failed", "merged"):
-            _exit_with(state)
-        time.sleep(2)
-    raise click.ClickException(f"job {job['id']} still running after {timeout:.0f} s")
+    try:
+        _exit_with(wait_for_job(base, job, timeout))
+    except TimeoutError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 if __name__ == "__main__":

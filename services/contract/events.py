@@ -149,6 +149,22 @@ class RecommendedItem(_Event):
     reasons: list[str] = Field(default_factory=list)
 
 
+class Judged(_Event):
+    """How a user's previous recommendation did, judged by their next click: a hit when
+    the clicked item was in it (online HR@k). ``lane`` ``serving`` is what the user was
+    shown; ``shadow`` is what a challenger in shadow would have shown (never published)."""
+
+    lane: Literal["serving", "shadow"]
+    model_version: str = Field(description="The version that made the judged list.")
+    segment: int | str | None = Field(
+        default=None, description="The user's segment when the judged list was made."
+    )
+    hit: bool
+    rank: int | None = Field(
+        default=None, description="1-based position of the clicked item in it; null if absent."
+    )
+
+
 class Recommendation(_Event):
     """The ranked answer to one accepted click; topic ``recommendations``, key = user_id."""
 
@@ -161,6 +177,13 @@ class Recommendation(_Event):
     latency_ms: float = Field(description="From the worker receiving the click to publishing.")
     degraded: bool = Field(
         default=False, description="True when the scorer was unavailable and a fallback ranked."
+    )
+    judged: list[Judged] = Field(
+        default_factory=list,
+        description=(
+            "The triggering click's verdict on this user's previous recommendation(s), one "
+            "per lane; empty for a first click or when the previous answer is not known."
+        ),
     )
     schema_version: int = SCHEMA_VERSION
 

@@ -4,6 +4,7 @@ Examples::
 
     python -m services.eval --dataset ml-100k --start-stack          # fresh stack, flat out
     python -m services.eval --start-stack --train-on-warmup          # the ranker sees no test click
+    python -m services.eval --start-stack --initial-synthetic --retrain-after-warmup
     python -m services.eval --dataset ml-100k --rate 300 --limit 20000  # a running stack
 """
 
@@ -41,6 +42,18 @@ import click
     default=None,
     help="serve a ranker trained on the warm-up clicks only (with --start-stack; minutes)",
 )
+@click.option(
+    "--initial-synthetic",
+    is_flag=True,
+    default=None,
+    help="serve a ranker trained on the synthetic data set only (with --start-stack)",
+)
+@click.option(
+    "--retrain-after-warmup",
+    is_flag=True,
+    default=None,
+    help="the stack's trainer retrains once the warm-up is answered (with --start-stack)",
+)
 @click.option("--no-catalog-wait", is_flag=True, help="do not wait for the workers' catalog")
 @click.option(
     "--catalog-timeout",
@@ -76,10 +89,15 @@ def main(no_catalog_wait: bool, no_progress: bool, **given: Any) -> None:
     if no_progress:
         overrides["progress"] = False
     settings = EvalSettings(**overrides)
-    # No retraining during a measured replay: the numbers are the served model's.
+    # No retraining during a measured replay unless asked for: the numbers are the served
+    # model's (with --retrain-after-warmup the replay says when the one retraining runs).
     stack = StackSettings().model_copy(update={"trainer": False})
-    if settings.train_on_warmup and not settings.start_stack:
-        raise click.UsageError("--train-on-warmup needs --start-stack: the stack must load it")
+    builds = settings.train_on_warmup or settings.initial_synthetic
+    if (builds or settings.retrain_after_warmup) and not settings.start_stack:
+        raise click.UsageError(
+            "--train-on-warmup, --initial-synthetic and --retrain-after-warmup need "
+            "--start-stack: the stack must serve what they build"
+        )
     if settings.start_stack and settings.bootstrap not in (None, stack.bootstrap):
         raise click.UsageError(
             f"--start-stack runs against the stack's broker ({stack.bootstrap}); "
@@ -87,7 +105,7 @@ def main(no_catalog_wait: bool, no_progress: bool, **given: Any) -> None:
         )
     try:
         result, _ = run(settings, stack, echo=click.echo)
-    except (StackError, RuntimeError, OSError) as exc:
+    except (StackError, RuntimeError, OSError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(_summary(result))
     sys.exit(0 if result["completeness"]["exactly_once"] else 1)

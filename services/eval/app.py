@@ -3,17 +3,19 @@ workers, joined, measured and written up."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from services.eval import baselines, delivery, protocol, report
-from services.eval.collector import Joiner, KafkaCollector
+from services.eval.collector import Answer, Joiner, KafkaCollector
 from services.eval.progress import Progress
 from services.eval.replayer import Replayer, ReplayTimes
 from services.eval.settings import EvalSettings
@@ -83,25 +85,22 @@ def run(
         echo(f"  {name}: HR@{q.k} {q.hr:.4f}  NDCG@{q.k} {q.ndcg:.4f}")
 
     out = settings.report_dir(run_id)
-    trained = None
-    if settings.train_on_warmup:
-        if not settings.start_stack:
-            raise ValueError("--train-on-warmup needs --start-stack (the stack must load it)")
-        from services.eval.warmup_model import train_on_warmup
-
-        repository = train_on_warmup(stream, stack.model_repository, out, echo)
-        stack = stack.model_copy(update={"model_repository": repository})
-        trained = str(repository)
+    stack, initial_model = _prepare_models(settings, stack, stream, out, echo)
+    retrain = None
+    if settings.retrain_after_warmup:
+        base_url = f"http://{stack.host}:{stack.trainer_port}"
+        retrain = lambda: _retrain(base_url, settings.retrain_timeout_s, echo)  # noqa: E731
 
     started_here = False
     if settings.start_stack:
         from services.stack.control import up_detached
 
         echo("starting the embedded stack")
-        up_detached(stack)
+        with _trainer_on_demand_only(settings.retrain_after_warmup):
+            up_detached(stack)
         started_here = True
     try:
-        joiner, times = _replay(settings, stack, stream, echo)
+        joiner, times, retraining = _replay(settings, stack, stream, echo, retrain)
     finally:
         if started_here:
             from services.stack.control import down
@@ -124,7 +123,8 @@ def run(
             "warmup_fraction": settings.warmup_fraction,
             "bootstrap": _bootstrap(settings, stack),
             "stack_started_here": started_here,
-            "ranker_trained_on_warmup": trained,
+            "initial_model": initial_model,
+            "retrain_after_warmup": settings.retrain_after_warmup,
             "model_repository": str(stack.model_repository),
             # Compared with the field's default, not StackSettings(): that reads the
             # environment, where STREAMREC_MODEL_REPOSITORY may point elsewhere.
@@ -135,12 +135,18 @@ def run(
         "quality": {
             "pairs": len(pairs),
             "models": {"system": system.as_dict(), **{n: q.as_dict() for n, q in base.items()}},
+            # Which scorer version answered each judged click: after a retraining, the
+            # judged clicks are answered by the new version (or, if it was kept, the old).
+            "by_model_version": {
+                v: q.as_dict() for v, q in by_version(pairs, joiner.answers, k).items()
+            },
             "goal": {
                 f"hr@{k}": settings.goal_hr,
                 f"ndcg@{k}": settings.goal_ndcg,
                 "met": system.hr >= settings.goal_hr and system.ndcg >= settings.goal_ndcg,
             },
         },
+        "retraining": retraining,
         "completeness": measured.completeness,
         "latency_ms": measured.latency_ms,
         "throughput": measured.throughput,
@@ -153,6 +159,100 @@ def run(
     json_path, md_path = report.write(result, out)
     echo(f"report: {json_path} and {md_path}")
     return result, out
+
+
+def by_version(
+    pairs: list[protocol.Pair], answers: dict[str, Answer], k: int
+) -> dict[str, protocol.Quality]:
+    """Quality of the judged pairs grouped by the scorer version that answered them."""
+    groups: dict[str, list[protocol.Pair]] = {}
+    for pair in pairs:
+        answer = answers.get(pair.event_id)
+        if answer is not None:
+            groups.setdefault(str(answer.model_version), []).append(pair)
+    return {
+        version: protocol.score(group, {p.event_id: answers[p.event_id].items for p in group}, k)
+        for version, group in sorted(groups.items())
+    }
+
+
+def _prepare_models(
+    settings: EvalSettings,
+    stack: StackSettings,
+    stream: ReplayStream,
+    out: Path,
+    echo: Callable[[str], None],
+) -> tuple[StackSettings, str]:
+    """The model repository the stack serves: the given one, or a private copy whose
+    scorer has not seen the replayed data (and that a retraining may write into)."""
+    wanted = [settings.train_on_warmup, settings.initial_synthetic]
+    if sum(wanted) > 1:
+        raise ValueError("--train-on-warmup and --initial-synthetic exclude each other")
+    if (any(wanted) or settings.retrain_after_warmup) and not settings.start_stack:
+        raise ValueError(
+            "--train-on-warmup, --initial-synthetic and --retrain-after-warmup need "
+            "--start-stack (the stack must serve the models they build)"
+        )
+    from services.eval import warmup_model
+
+    source = stack.model_repository
+    initial = "repository"
+    if settings.train_on_warmup:
+        repository = warmup_model.train_on_warmup(stream, source, out, echo)
+        initial = "warmup"
+    elif settings.initial_synthetic:
+        repository = warmup_model.train_on_synthetic(source, out, echo)
+        initial = "synthetic"
+    elif settings.retrain_after_warmup:
+        repository = warmup_model.copy_repository(source, out)
+    else:
+        return stack, initial
+    update: dict[str, Any] = {"model_repository": repository}
+    if settings.retrain_after_warmup:
+        # Its own run folder: the trainer's event log must hold this run's clicks only.
+        update.update(trainer=True, run_dir=out / "stack")
+    return stack.model_copy(update=update), initial
+
+
+@contextlib.contextmanager
+def _trainer_on_demand_only(active: bool) -> Iterator[None]:
+    """While the stack starts: its trainer retrains only when asked (no timer, no click
+    count, no drift), so the replay decides when the one retraining happens; and with no
+    shadow trial, as the replay sends no clicks while it waits for the decision."""
+    if not active:
+        yield
+        return
+    names = {
+        "STREAMREC_TRAINER_INTERVAL_S": "0",
+        "STREAMREC_TRAINER_EVERY_CLICKS": "0",
+        "STREAMREC_TRAINER_DRIFT": "false",
+        "STREAMREC_TRAINER_SHADOW_S": "0",
+    }
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.update(names)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _retrain(base_url: str, timeout_s: float, echo: Callable[[str], None]) -> dict[str, Any]:
+    from services.trainer.client import request_training, wait_for_job
+
+    job = request_training(base_url)
+    echo(f"warm-up answered; the trainer retrains (job {job}; minutes)")
+    done = wait_for_job(base_url, job, timeout_s)
+    echo(
+        f"retraining {done.get('state')}: {done.get('decision')} "
+        f"(version {done.get('version')}; {done.get('reason')})"
+    )
+    if done.get("state") != "done":
+        raise RuntimeError(f"the retraining did not run: {done.get('reason')}")
+    return done
 
 
 def _bootstrap(settings: EvalSettings, stack: StackSettings) -> str:
@@ -168,8 +268,12 @@ def _worker_urls(settings: EvalSettings, stack: StackSettings) -> list[str]:
 
 
 def _replay(
-    settings: EvalSettings, stack: StackSettings, stream: ReplayStream, echo: Callable[[str], None]
-) -> tuple[Joiner, ReplayTimes]:
+    settings: EvalSettings,
+    stack: StackSettings,
+    stream: ReplayStream,
+    echo: Callable[[str], None],
+    retrain: Callable[[], dict[str, Any]] | None = None,
+) -> tuple[Joiner, ReplayTimes, dict[str, Any] | None]:
     # Explicit bootstrap over the environment's; security settings still come from it.
     kafka = KafkaSettings(bootstrap=_bootstrap(settings, stack))
     probe = WorkerProbe(_worker_urls(settings, stack)) if settings.wait_catalog else None
@@ -186,10 +290,27 @@ def _replay(
     sent_bar = Progress("clicks sent", n, "click", enabled=settings.progress, position=0)
     got_bar = Progress("answers received", n, "rec", enabled=settings.progress, position=1)
     collector = KafkaCollector(kafka, joiner, on_answer=got_bar.update)
+    retraining = None
     # Positioned at the topics' ends before the first click goes out.
     collector.start()
     try:
-        replayer.send_clicks(stream, times, on_sent=sent_bar.update)
+        if retrain is not None:
+            # The warm-up first, answered in full, so the trainer's log holds all of it;
+            # the judged clicks go out once the retraining has decided.
+            replayer.send_clicks(stream, times, sent_bar.update, part=slice(None, stream.split))
+            if not collector.wait(
+                idle_s=settings.idle_timeout_s,
+                settle_s=0.0,
+                since=times.clicks_flushed,
+                settled=stream.split,
+            ):
+                raise RuntimeError(
+                    f"only {joiner.settled} of the {stream.split} warm-up clicks were answered"
+                )
+            retraining = retrain()
+            replayer.send_clicks(stream, times, sent_bar.update, part=slice(stream.split, None))
+        else:
+            replayer.send_clicks(stream, times, on_sent=sent_bar.update)
         sent_bar.close()
         complete = collector.wait(
             idle_s=settings.idle_timeout_s, settle_s=settings.settle_s, since=times.clicks_flushed
@@ -202,4 +323,4 @@ def _replay(
             f"stopped waiting: {joiner.settled} of {n} clicks have an outcome and nothing came "
             f"for {settings.idle_timeout_s:.0f}s"
         )
-    return joiner, times
+    return joiner, times, retraining

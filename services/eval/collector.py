@@ -170,14 +170,20 @@ class KafkaCollector:
         settle_s: float,
         since: float | None = None,
         timeout_s: float | None = None,
+        settled: int | None = None,
     ) -> bool:
         """Block until every click has an outcome (then ``settle_s`` more, to catch
-        duplicates), or nothing arrived for ``idle_s`` after ``since``; True if complete."""
+        duplicates), or nothing arrived for ``idle_s`` after ``since``; True if complete.
+
+        ``settled``: done once that many clicks have an outcome (a replay's first part).
+        """
         started = self._clock()
         quiet_from = since if since is not None else started
         while True:
             self._raise_if_failed()
             now = self._clock()
+            if settled is not None and self.joiner.settled >= settled:
+                return True
             if self.joiner.complete:
                 time.sleep(settle_s)
                 return True

@@ -65,9 +65,12 @@ class Replayer:
         stream: ReplayStream,
         times: ReplayTimes,
         on_sent: Callable[[int], None] | None = None,
+        part: slice = slice(None),
     ) -> None:
-        times.clicks_started = self._clock()
-        produce_events(self.kafka, CLICKS, self._paced(stream.clicks, times, on_sent))
+        """Send ``stream.clicks[part]``; the first part sent stamps ``clicks_started``."""
+        if not times.clicks_started:
+            times.clicks_started = self._clock()
+        produce_events(self.kafka, CLICKS, self._paced(stream.clicks[part], times, on_sent))
         times.clicks_flushed = self._clock()
 
     def _paced(

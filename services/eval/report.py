@@ -46,7 +46,10 @@ def markdown(report: dict[str, Any]) -> str:
         )
         + (
             " The ranker served was trained on the warm-up clicks only."
-            if report["settings"].get("ranker_trained_on_warmup")
+            if report["settings"].get("initial_model") == "warmup"
+            else " The initial ranker was trained on the synthetic data set only (it has"
+            " never seen this data set)."
+            if report["settings"].get("initial_model") == "synthetic"
             else f" The ranker served is the one in `{report['settings']['model_repository']}`."
             if report["settings"].get("default_model_repository") is False
             else " The ranker served is the committed one (trained on all of ml-100k, so it"
@@ -72,6 +75,30 @@ def markdown(report: dict[str, Any]) -> str:
         f"| *goal* | *{goal[f'hr@{k}']:.2f}* | *{goal[f'ndcg@{k}']:.2f}* | | |",
         "",
         f"The system {'meets' if goal['met'] else 'does not meet'} the goal.",
+    ]
+    by_version = report["quality"].get("by_model_version") or {}
+    retraining = report.get("retraining")
+    if retraining:
+        challenger, champion = retraining.get("challenger") or {}, retraining.get("champion") or {}
+        lines += [
+            "",
+            f"Retraining after the warm-up: **{retraining.get('decision')}** "
+            f"({retraining.get('reason')}); the trainer's own holdout: challenger HR@10 "
+            f"{_fmt(challenger.get('hr_at_10'))} / NDCG@10 {_fmt(challenger.get('ndcg_at_10'))}"
+            f", champion {_fmt(champion.get('hr_at_10'))} / {_fmt(champion.get('ndcg_at_10'))}. "
+            "The replay paused while it ran.",
+        ]
+    if len(by_version) > 1 or retraining:
+        lines += [
+            "",
+            f"| scorer version answering | HR@{k} | NDCG@{k} | pairs |",
+            "|---|---:|---:|---:|",
+        ]
+        for version, q in by_version.items():
+            lines.append(
+                f"| {version} | {_fmt(q[f'hr@{k}'])} | {_fmt(q[f'ndcg@{k}'])} | {q['pairs']} |"
+            )
+    lines += [
         "",
         "## Completeness",
         "",

@@ -38,6 +38,18 @@ class EvalSettings(BaseSettings):
         default=False,
         description="serve a ranker trained on the warm-up clicks only (needs start_stack)",
     )
+    initial_synthetic: bool = Field(
+        default=False,
+        description="serve a ranker trained on the synthetic data set only (needs start_stack)",
+    )
+    retrain_after_warmup: bool = Field(
+        default=False,
+        description=(
+            "once the warm-up is answered, have the stack's trainer retrain and wait for its "
+            "decision before the judged clicks (needs start_stack)"
+        ),
+    )
+    retrain_timeout_s: float = Field(default=3600.0, gt=0)
     wait_catalog: bool = Field(default=True, description="wait until the workers have the items")
     catalog_timeout_s: float = 600.0
     idle_timeout_s: float = Field(

@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     from services.recommender.app import create_app
     from services.recommender.encoder import TritonItemEncoder
     from services.recommender.scorer import FusedScorer, Scorer, TritonScorer
+    from services.recommender.shadow import ShadowLane, TritonShadowProbe, shadow_model
 
     features = None
     if not args.no_feast:
@@ -39,15 +40,25 @@ def main(argv: list[str] | None = None) -> int:
         from services.features.store import FeastFeatureStore
 
         features = FeastFeatureStore(FeatureSettings())
-    scorer: Scorer = TritonScorer(
-        settings.triton_url, settings.scorer_model, settings.scorer_timeout_s
+
+    def served(model: str) -> Scorer:
+        scorer: Scorer = TritonScorer(settings.triton_url, model, settings.scorer_timeout_s)
+        if settings.collaborative_weight > 0:
+            scorer = FusedScorer(scorer, settings.collaborative_weight)
+        return scorer
+
+    scorer = served(settings.scorer_model)
+    # The challenger in shadow is ranked exactly as the served model is (same fusion).
+    shadow_name = shadow_model(settings.scorer_model)
+    shadow = ShadowLane(
+        served(shadow_name),
+        TritonShadowProbe(settings.triton_url, shadow_name),
+        settings.shadow_share,
     )
-    if settings.collaborative_weight > 0:
-        scorer = FusedScorer(scorer, settings.collaborative_weight)
     encoder = TritonItemEncoder(
         settings.triton_url, settings.encoder_model, settings.encoder_timeout_s
     )
-    app = create_app(settings, scorer=scorer, features=features, encoder=encoder)
+    app = create_app(settings, scorer=scorer, features=features, encoder=encoder, shadow=shadow)
     # Faust parses its own command line; hand it the worker command only.
     sys.argv = [sys.argv[0], "worker", "--loglevel", settings.log_level]
     app.main()

@@ -43,6 +43,7 @@ from services.recommender.pipeline import Click, RankingConfig, RecommenderCore
 from services.recommender.scorer import CircuitBreaker, LinearScorer, Scorer
 from services.recommender.segments import SegmentConfig, UserSegmenter
 from services.recommender.settings import WorkerSettings
+from services.recommender.shadow import ShadowLane
 from services.recommender.shared import SharedStateApplier
 from services.recommender.state import InMemoryUserStateStore, ItemStats, UserState
 from services.recommender.timing import StageTimes
@@ -87,6 +88,7 @@ def create_app(
     scorer: Scorer | None = None,
     features: OnlineFeatureStore | None = None,
     encoder: ItemEncoder | None = None,
+    shadow: ShadowLane | None = None,
 ) -> faust.App:
     """Build the worker app; the scorer, feature store and item encoder are injected
     (Triton and Feast in production; without an encoder items are ranked by
@@ -155,6 +157,7 @@ def create_app(
         embeddings=embeddings,
         segments=segmenter,
         shared=shared,
+        shadow=shadow,
     )
     app.streamrec_core = core  # type: ignore[attr-defined]  # for tests and the health page
     app.streamrec_metrics = metrics  # type: ignore[attr-defined]
@@ -254,6 +257,12 @@ def create_app(
         if updater.pending:
             await updater.flush()
 
+    if shadow is not None:
+
+        @app.timer(interval=settings.shadow_poll_s)
+        async def poll_shadow() -> None:
+            await shadow.refresh()
+
     @app.task
     async def start_feed() -> None:
         feed.start()
@@ -284,6 +293,14 @@ def create_app(
                 "status": "ok" if ready else "starting",
                 "assigned_partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in assignment),
                 "scorer_breaker_open": breaker.is_open,
+                "shadow": None
+                if shadow is None
+                else {
+                    "version": shadow.version,
+                    "share": shadow.share,
+                    "scored_clicks": shadow.scored_clicks,
+                    "failures": shadow.failures,
+                },
                 "catalog_items": len(catalog),
                 "embedded_items": len(embeddings),
                 "items_pending_embedding": len(updater.pending),

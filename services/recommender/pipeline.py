@@ -23,7 +23,13 @@ import numpy as np
 
 from models.candidate_features import model_side
 from models.serving import RankRequest
-from services.contract.events import ClickEvent, ItemActivity, Recommendation, RecommendedItem
+from services.contract.events import (
+    ClickEvent,
+    ItemActivity,
+    Judged,
+    Recommendation,
+    RecommendedItem,
+)
 from services.features.store import OnlineFeatureStore, UserFeatures
 from services.recommender import candidates as cand
 from services.recommender.catalog import Catalog
@@ -37,6 +43,7 @@ from services.recommender.feature_rows import (
 )
 from services.recommender.rerank import mmr
 from services.recommender.scorer import CircuitBreaker, ScoringBatch
+from services.recommender.shadow import ShadowLane
 from services.recommender.shared import (
     LocalSharedState,
     RecentIds,
@@ -64,6 +71,7 @@ class _Accepted:
     user: UserState
     vector: np.ndarray  # the user's embedding (mean of recent items' text embeddings)
     segment: int | None
+    judged: list[Judged] = field(default_factory=list)  # this click's verdict on the last lists
 
 
 @dataclass
@@ -124,8 +132,10 @@ class RecommenderCore:
         embeddings: EmbeddingIndex | None = None,
         segments: Segmenter | None = None,
         shared: SharedState | None = None,
+        shadow: ShadowLane | None = None,
     ) -> None:
         self.users, self.stats, self.catalog = users, stats, catalog
+        self.shadow = shadow
         self.scorer, self.features, self.config = scorer, features, config
         self.embeddings = embeddings if embeddings is not None else EmbeddingIndex()
         self.segments = segments
@@ -148,7 +158,7 @@ class RecommenderCore:
         both, so a failed write is retried from Kafka rather than lost.
         """
         result = BatchResult()
-        accepted = await self._accept(batch, result)
+        accepted, latest = await self._accept(batch, result)
         if not accepted:
             return result
         timer = result.timer
@@ -161,12 +171,21 @@ class RecommenderCore:
         result.degraded = degraded
         now = datetime.now(UTC)
         for row, (acc, c) in enumerate(zip(accepted, cands, strict=True)):
-            result.recommendations.append(
-                self._recommendation(
-                    acc, c, scored.scores[row], scored.model_version, degraded, now
-                )
+            rec = self._recommendation(
+                acc, c, scored.scores[row], scored.model_version, degraded, now
+            )
+            result.recommendations.append(rec)
+            acc.user.show(
+                "serving",
+                acc.click.event.event_id,
+                rec.model_version,
+                acc.segment,
+                [item.item_id for item in rec.items],
             )
         timer.lap("rerank_explain")
+        await self._shadow_lists(accepted, cands, scoring, latest)
+        timer.lap("shadow")
+        self._put_users(latest)
         # Apply what has arrived since the batch started (here, in-process, the batch's own
         # clicks) so the item rows written next count as much as is known.
         self.shared.sync()
@@ -181,14 +200,21 @@ class RecommenderCore:
         change them; only the answers (and their cost) are left out.
         """
         result = BatchResult()
-        accepted = await self._accept(batch, result)
+        accepted, latest = await self._accept(batch, result)
+        self._put_users(latest)
         self.shared.sync()
         if accepted:
             result.features = self._feature_rows(accepted)
         return result
 
-    async def _accept(self, batch: Sequence[Click], result: BatchResult) -> list[_Accepted]:
-        """Record the batch's new clicks in user state and publish their shared records."""
+    async def _accept(
+        self, batch: Sequence[Click], result: BatchResult
+    ) -> tuple[list[_Accepted], dict[str, tuple[UserState, int]]]:
+        """Record the batch's new clicks in user state and publish their shared records.
+
+        Returns the accepted clicks and each user's newest state with its partition, for
+        :meth:`_put_users` once the lists shown are recorded in it.
+        """
         timer = result.timer
         # Rank on everything the feed delivered since the last batch.
         self.shared.sync()
@@ -208,6 +234,7 @@ class RecommenderCore:
                 result.duplicates.append(ev)
                 continue
             previous = user.recent[:COVIS_WINDOW]
+            judged = user.judge(ev.item_id)
             ts = ev.ts.timestamp()
             user.record(
                 ev.event_id, ev.item_id, ts, self.config.recent_items, self.config.seen_limit
@@ -233,11 +260,60 @@ class RecommenderCore:
             result.published.append(await self.shared.publish(activity))
             # Each answer reflects its user's state right after that click (a user with
             # two clicks in one batch gets two answers, each excluding what was seen then).
-            accepted.append(_Accepted(click, user, vector, segment))
+            accepted.append(_Accepted(click, user, vector, segment, judged))
+        timer.lap("state")
+        return accepted, latest
+
+    def _put_users(self, latest: dict[str, tuple[UserState, int]]) -> None:
+        # Once per user per batch: a heavy user's state is tens of KB of changelog JSON.
         for user_id, (user, partition) in latest.items():
             self.users.put(user_id, user, partition)
-        timer.lap("state")
-        return accepted
+
+    async def _shadow_lists(
+        self,
+        accepted: list[_Accepted],
+        cands: list[cand.Candidates],
+        scoring: ScoringBatch,
+        latest: dict[str, tuple[UserState, int]],
+    ) -> None:
+        """The challenger's lists for the shadow share, kept in user state, never sent.
+
+        Only each user's newest click of the batch is ranked: the state keeps one list
+        per lane, and an earlier click's list would be overwritten unseen.
+        """
+        rows = []
+        for row, acc in enumerate(accepted):
+            acc.user.shown.pop("shadow", None)  # a list from an old shadow is not judged
+            user_id = acc.click.event.user_id
+            newest = latest[user_id][0] is acc.user
+            if newest and self.shadow is not None and self.shadow.selected(user_id):
+                rows.append(row)
+        if not rows or self.shadow is None:
+            return
+        version = self.shadow.version
+        subset = ScoringBatch(
+            RankRequest(
+                items=scoring.request.items,
+                history_idx=scoring.request.history_idx[rows],
+                candidate_idx=scoring.request.candidate_idx[rows],
+                side=scoring.request.side[rows],
+            ),
+            scoring.features[rows],
+        )
+        scored = await self.shadow.score(subset)
+        if scored is None or version is None:
+            return
+        for i, row in enumerate(rows):
+            acc, c = accepted[row], cands[row]
+            n = len(c.items)
+            order = mmr(
+                scored.scores[i][:n],
+                self.embeddings.vectors(c.items),
+                self.config.top_k,
+                self.config.diversity,
+            )
+            items = [c.items[j] for j in order]
+            acc.user.show("shadow", acc.click.event.event_id, version, acc.segment, items)
 
     def _candidates(self, accepted: list[_Accepted]) -> list[cand.Candidates]:
         limit = self.config.max_candidates
@@ -315,6 +391,7 @@ class RecommenderCore:
             generated_at=now,
             latency_ms=round((time.monotonic() - click.received_at) * 1000.0, 3),
             degraded=degraded,
+            judged=acc.judged,
         )
 
     def _evidence(

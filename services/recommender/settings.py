@@ -37,6 +37,14 @@ class WorkerSettings(BaseSettings):
         ge=0.0,
         description="add this times the collaborative score to the ranker's (0: ranker alone)",
     )
+    # Shadow scoring: while the trainer has a challenger loaded as <scorer_model>-shadow,
+    # this share of users is also ranked by it (never published; judged by their next click).
+    shadow_share: float = Field(
+        default=0.2, ge=0.0, le=1.0, description="share of users a shadow challenger ranks"
+    )
+    shadow_poll_s: float = Field(
+        default=2.0, gt=0, description="how often to ask Triton whether a shadow is loaded"
+    )
     breaker_cooldown_s: float = Field(
         default=5.0, description="after a scorer failure, rank without it this long, then retry"
     )

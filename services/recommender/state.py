@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from services.contract.events import Judged
 from services.recommender.windows import DAY_S, HOUR_S, WindowedCounter
 
 # How many recent event ids a user remembers to drop replayed duplicates.
@@ -38,6 +39,10 @@ class UserState:
     segment: int | None = None  # the online segment at the newest click
     # Clicks by event time over the last day, for the hourly and daily counts.
     click_windows: WindowedCounter = field(default_factory=WindowedCounter)
+    # The last list each lane made for this user ("serving", and "shadow" while a
+    # challenger is in shadow): {"trigger": event_id, "version", "segment", "items"}.
+    # The user's next click judges them (online HR@k, ``Recommendation.judged``).
+    shown: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def clicks_1h(self) -> int:
@@ -58,6 +63,7 @@ class UserState:
             "last_ts": self.last_ts,
             "segment": self.segment,
             "click_windows": self.click_windows.to_json(),
+            "shown": self.shown,
         }
 
     def copy(self) -> UserState:
@@ -77,7 +83,44 @@ class UserState:
             segment=data.get("segment"),
             # Absent from state saved before windows existed: those clicks go uncounted.
             click_windows=WindowedCounter.from_json(data.get("click_windows")),
+            shown={lane: dict(list_) for lane, list_ in (data.get("shown") or {}).items()},
         )
+
+    @property
+    def last_event_id(self) -> str | None:
+        return self.event_ids[-1] if self.event_ids else None
+
+    def judge(self, item_id: str) -> list[Judged]:
+        """The verdict of a click on ``item_id`` (call before recording it) on each lane's
+        last list. A list made for an earlier click than the previous one (two clicks of
+        the user in one micro-batch) is not judged: it is not what was showing."""
+        previous = self.last_event_id
+        out = []
+        for lane, shown in sorted(self.shown.items()):
+            if previous is None or shown.get("trigger") != previous:
+                continue
+            items = list(shown.get("items", []))
+            rank = items.index(item_id) + 1 if item_id in items else None
+            out.append(
+                Judged(
+                    lane="shadow" if lane == "shadow" else "serving",
+                    model_version=str(shown.get("version")),
+                    segment=shown.get("segment"),
+                    hit=rank is not None,
+                    rank=rank,
+                )
+            )
+        return out
+
+    def show(
+        self, lane: str, trigger: str, version: str, segment: int | None, items: list[str]
+    ) -> None:
+        self.shown[lane] = {
+            "trigger": trigger,
+            "version": version,
+            "segment": segment,
+            "items": items,
+        }
 
     def has_event(self, event_id: str) -> bool:
         return event_id in self.event_ids

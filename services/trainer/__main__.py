@@ -30,6 +30,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if job["state"] == "done" and job.get("decision") != "rejected" else 1
 
     server = serve_http(trainer, settings.host, settings.port)
+    if not trainer.start_monitor():
+        logging.getLogger(__name__).warning(
+            "the online monitor is not reading recommendations yet (retrying in the background)"
+        )
 
     def stop(*_: object) -> None:
         trainer.stopping.set()

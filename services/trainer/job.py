@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,8 +31,10 @@ from models.train_ranker import (
 )
 from services.trainer.evaluate import Scores, evaluate, split
 from services.trainer.event_log import EventLog
+from services.trainer.online import shadow_verdict
 from services.trainer.release import Release, Releaser
 from services.trainer.settings import TrainerSettings
+from services.trainer.shadow_trial import ShadowResult
 from services.trainer.validate import ModelRejected
 
 log = logging.getLogger(__name__)
@@ -50,6 +53,8 @@ class Outcome:
     champion_version: int | None
     challenger: dict[str, object] = field(default_factory=dict)
     champion: dict[str, object] = field(default_factory=dict)
+    # The shadow trial's online HR@10 (challenger vs served on the same clicks), if one ran.
+    online: dict[str, object] = field(default_factory=dict)
     release: Release | None = None
     seconds: float = 0.0
 
@@ -71,7 +76,14 @@ def better_enough(
     )
 
 
-def retrain(settings: TrainerSettings, event_log: EventLog, releaser: Releaser) -> Outcome:
+def retrain(
+    settings: TrainerSettings,
+    event_log: EventLog,
+    releaser: Releaser,
+    shadow: Callable[[Path], ShadowResult] | None = None,
+) -> Outcome:
+    """One retraining. ``shadow``: a trial on live traffic between the offline verdict and
+    the release (the service passes one; a one-off run has no live monitor)."""
     started = time.perf_counter()
     items, clicks = event_log.load()
     catalog = {i.item_id for i in items}
@@ -129,10 +141,16 @@ def retrain(settings: TrainerSettings, event_log: EventLog, releaser: Releaser) 
             },
             champion=dict(champion.to_dict()) if champion else {},
         )
+        if promote and shadow is not None:
+            promote, why = _shadow_trial(shadow, staged, settings, outcome, why)
+            outcome.reason = why
+            if outcome.decision == "rejected":
+                promote = False
         if promote:
             details: dict[str, object] = {
                 "challenger": outcome.challenger,
                 "champion": outcome.champion,
+                "online": outcome.online,
                 "reason": why,
             }
             try:
@@ -145,6 +163,27 @@ def retrain(settings: TrainerSettings, event_log: EventLog, releaser: Releaser) 
     outcome.seconds = time.perf_counter() - started
     log.info("retraining: %s (%s)", outcome.decision, outcome.reason)
     return outcome
+
+
+def _shadow_trial(
+    shadow: Callable[[Path], ShadowResult],
+    staged: Path,
+    settings: TrainerSettings,
+    outcome: Outcome,
+    why: str,
+) -> tuple[bool, str]:
+    """Run the trial; returns (promote, reason). A challenger Triton cannot load even in
+    shadow is rejected here, before it could reach the release."""
+    try:
+        result = shadow(staged)
+    except ModelRejected as exc:
+        outcome.decision = "rejected"
+        return False, str(exc)
+    outcome.online = result.to_dict()
+    ok, online_why = shadow_verdict(result.tally, settings.tolerance, settings.shadow_min_judged)
+    if ok is False and settings.shadow_rule:
+        return False, online_why
+    return True, f"{why}; {online_why}"
 
 
 def write_outcome(settings: TrainerSettings, outcome: Outcome) -> Path:

@@ -14,10 +14,13 @@ Every outcome is appended to ``<model>/.releases.jsonl``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -123,6 +126,36 @@ class Releaser:
             )
             self._record(release)
             return release
+
+    @contextlib.contextmanager
+    def shadow(self, staged: Path, label: str) -> Iterator[str]:
+        """Serve ``staged`` as ``<model>-shadow`` while the block runs; yields that name.
+
+        The workers find it, rank a share of users with it too and keep its lists
+        unpublished (services/recommender/shadow.py); ``label`` is the version their
+        verdicts carry. Loaded from a scratch copy through the load API's file override,
+        so the repository is untouched; unloaded however the block ends. Raises
+        :class:`ModelRejected` if Triton cannot load it.
+        """
+        from services.recommender.shadow import VERSION_PARAMETER, shadow_model
+
+        name = shadow_model(self.model)
+        config = read_config(self.folder.config_path)
+        with tempfile.TemporaryDirectory(prefix="streamrec-shadow-") as tmp:
+            scratch = Path(tmp) / "1"
+            shutil.copytree(staged, scratch, ignore=shutil.ignore_patterns("__pycache__"))
+            self._fill_code(scratch, self.folder.serving())
+            try:
+                self.control.load_files(name, scratch, config, {VERSION_PARAMETER: label})
+            except TritonControlError as exc:
+                raise ModelRejected(f"Triton cannot load the shadow: {exc}") from exc
+        try:
+            yield name
+        finally:
+            try:
+                self.control.unload(name)
+            except TritonControlError:
+                log.exception("unloading %s", name)  # costs memory, not correctness
 
     # -- the common path -----------------------------------------------------------
 

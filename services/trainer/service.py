@@ -2,7 +2,10 @@
 
 One thread keeps the event log caught up with ``clicks`` and ``items`` and starts a
 retraining when ``interval_s`` has passed since the last one or ``every_clicks`` new
-clicks arrived, whichever comes first. A small HTTP endpoint answers health and status
+clicks arrived, whichever comes first. Another reads ``recommendations`` into the online
+monitor (services/trainer/online.py): a segment whose online HR@10 drops (river's ADWIN)
+starts a retraining before either, and a challenger that passed offline is tried in
+shadow on live clicks before it is released. A small HTTP endpoint answers health and status
 and takes on-demand requests (``POST /train``, what ``streamrec train`` sends).
 Retrainings never overlap: one runs at a time, and the model folder's lock also keeps a
 user's ``streamrec deploy`` from interleaving with a release.
@@ -21,8 +24,11 @@ from services.kafka.settings import KafkaSettings
 from services.trainer.event_log import EventLog
 from services.trainer.job import NotEnoughData, Outcome, retrain, write_outcome
 from services.trainer.layout import ModelFolder
+from services.trainer.online import Drift, OnlineMonitor
+from services.trainer.online_reader import RecommendationReader
 from services.trainer.release import Releaser
 from services.trainer.settings import TrainerSettings
+from services.trainer.shadow_trial import ShadowTrial
 from services.trainer.triton import TritonControl
 
 log = logging.getLogger(__name__)
@@ -47,6 +53,40 @@ class Trainer:
         self.jobs: list[dict[str, Any]] = []
         self.last_run = time.monotonic()
         self.clicks_at_last_run = self.event_log.click_count()
+        # Online HR@10 per version and segment, from the published recommendations; a
+        # segment's drop queues a retraining. Read only while the service runs.
+        self.monitor = OnlineMonitor(
+            delta=settings.drift_delta,
+            min_judged=settings.drift_min_judged,
+            on_drift=self.on_drift,
+        )
+        self.reader: RecommendationReader | None = None
+        self.last_drift_request = float("-inf")
+
+    def start_monitor(self) -> bool:
+        """Read ``recommendations`` into the monitor; True once positioned."""
+        self.reader = RecommendationReader(self.kafka, self.monitor)
+        return self.reader.start()
+
+    def on_drift(self, drift: Drift) -> None:
+        log.warning("%s", drift.describe())
+        s = self.settings
+        if not s.drift:
+            return
+        now = time.monotonic()
+        busy = any(j["state"] in ("queued", "running") for j in self.jobs)
+        if busy or now - self.last_drift_request < s.drift_cooldown_s:
+            return
+        self.last_drift_request = now
+        self.request(drift.describe())
+
+    def _shadow(self) -> ShadowTrial | None:
+        """A trial on live traffic, when there is live traffic to judge it by."""
+        if self.reader is None or self.settings.shadow_s <= 0:
+            return None
+        return ShadowTrial(
+            self.releaser, self.monitor, self.settings.shadow_s, self.settings.shadow_min_judged
+        )
 
     def request(self, reason: str) -> int:
         """Queue a retraining; returns its job number."""
@@ -77,7 +117,7 @@ class Trainer:
         self.last_run = time.monotonic()
         self.clicks_at_last_run = self.event_log.click_count()
         try:
-            outcome = retrain(self.settings, self.event_log, self.releaser)
+            outcome = retrain(self.settings, self.event_log, self.releaser, self._shadow())
         except NotEnoughData as exc:
             log.info("retraining skipped: %s", exc)
             if job is not None:
@@ -98,6 +138,7 @@ class Trainer:
                 version=release.version if release else None,
                 challenger=outcome.challenger,
                 champion=outcome.champion,
+                online=outcome.online,
             )
         return outcome
 
@@ -139,6 +180,11 @@ class Trainer:
             "serving": folder.serving(),
             "versions": folder.versions(),
             "logged_clicks": self.event_log.click_count(),
+            "online": {
+                **self.monitor.snapshot(),
+                "reading": self.reader is not None and self.reader.error is None,
+                "error": self.reader.error if self.reader else None,
+            },
             "jobs": self.jobs[-20:],
         }
 

@@ -41,3 +41,23 @@ class TrainerSettings(BaseSettings):
     # Promote unless the challenger is worse than the champion by more than this share
     # on HR@10 or NDCG@10 (0.01: up to 1% worse still promotes, for fresher data).
     tolerance: float = Field(default=0.01, ge=0, lt=1)
+
+    # Drift: river ADWIN per segment on the online hit rate (a click on an item of the
+    # user's last list is a hit); a drop retrains before the timer does.
+    drift: bool = Field(default=True, description="retrain when a segment's online HR drops")
+    drift_delta: float = Field(default=0.002, gt=0, lt=1, description="ADWIN's confidence")
+    drift_min_judged: int = Field(
+        default=500, ge=1, description="verdicts a segment needs before it can signal drift"
+    )
+    drift_cooldown_s: float = Field(
+        default=900.0, ge=0, description="at most one drift-triggered retraining this often"
+    )
+
+    # Shadow trial before promotion (needs the service's live monitor; 0 s turns it off).
+    shadow_s: float = Field(default=300.0, ge=0, description="longest shadow window")
+    shadow_min_judged: int = Field(
+        default=1_000, ge=1, description="paired online verdicts that end the window early"
+    )
+    shadow_rule: bool = Field(
+        default=True, description="refuse a challenger whose online HR in shadow is worse"
+    )

@@ -48,6 +48,12 @@ class ModelControl(Protocol):
 
     def canary(self, model: str, folder: Path, config: object) -> None: ...
 
+    def load_files(
+        self, name: str, folder: Path, config: object, parameters: dict[str, str] | None = None
+    ) -> None: ...
+
+    def unload(self, model: str) -> None: ...
+
 
 class TritonControl:
     """Model control over Triton's HTTP endpoint (``tritonclient.http``)."""
@@ -119,23 +125,34 @@ class TritonControl:
             time.sleep(0.2)
         raise TritonControlError(f"{model} version {version} not ready after {timeout_s:.0f} s")
 
-    def canary(self, model: str, folder: Path, config: object) -> None:
-        """Load ``folder`` as ``<model>-canary``, send the probes, unload it."""
-        name = f"{model}-canary"
+    def load_files(
+        self,
+        name: str,
+        folder: Path,
+        config: object,
+        parameters: dict[str, str] | None = None,
+    ) -> None:
+        """Load ``folder``'s files as model ``name`` (version 1) through the load API's
+        file override: nothing is written into the repository."""
         files = {
             f"file:1/{path.relative_to(folder)}": path.read_bytes()
             for path in sorted(folder.rglob("*"))
             if path.is_file() and "__pycache__" not in path.parts
         }
+        self._call(
+            f"load {name}",
+            self.client.load_model,
+            name,
+            headers=self.headers,
+            config=config_json(config, name=name, parameters=parameters),
+            files=files,
+        )
+
+    def canary(self, model: str, folder: Path, config: object) -> None:
+        """Load ``folder`` as ``<model>-canary``, send the probes, unload it."""
+        name = f"{model}-canary"
         try:
-            self._call(
-                f"load the canary {name}",
-                self.client.load_model,
-                name,
-                headers=self.headers,
-                config=config_json(config, name=name),
-                files=files,
-            )
+            self.load_files(name, folder, config)
         except TritonControlError as exc:
             raise ModelRejected(f"Triton cannot load this version: {exc}") from exc
         try:

@@ -52,8 +52,11 @@ def read_config(config_path: Path) -> object:
     return config
 
 
-def config_json(config: object, name: str | None = None) -> str:
-    """The config as the JSON Triton's load API takes, optionally under another name."""
+def config_json(
+    config: object, name: str | None = None, parameters: dict[str, str] | None = None
+) -> str:
+    """The config as the JSON Triton's load API takes, optionally under another name and
+    with extra string ``parameters`` (the shadow's version label)."""
     from google.protobuf import json_format
     from tritonclient.grpc import model_config_pb2
 
@@ -61,6 +64,8 @@ def config_json(config: object, name: str | None = None) -> str:
     copy.CopyFrom(config)
     if name is not None:
         copy.name = name
+    for key, value in (parameters or {}).items():
+        copy.parameters[key].string_value = value
     return json_format.MessageToJson(copy, preserving_proto_field_name=True)
 
 

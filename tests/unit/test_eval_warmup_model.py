@@ -15,7 +15,7 @@ def test_the_ranker_is_trained_on_the_warmup_clicks_only(tmp_path: Path) -> None
     stream = load_stream("synthetic", limit=1500)
     repository = train_on_warmup(stream, REPO, tmp_path, echo=lambda _: None, epochs=1)
 
-    written = (tmp_path / "warmup" / "clicks.jsonl").read_text().splitlines()
+    written = (tmp_path / "initial" / "clicks.jsonl").read_text().splitlines()
     assert len(written) == stream.split
     test_ids = {c.event_id for c in stream.clicks[stream.split :]}
     assert not test_ids & {json.loads(line)["event_id"] for line in written}

@@ -1,0 +1,85 @@
+"""Reads ``recommendations`` into the :class:`OnlineMonitor`, on a background thread.
+
+It starts at the topic's end: online HR is about what is being served now, and after a
+restart the detectors start afresh rather than re-reading hours of history. Assigned,
+not subscribed (one trainer reads every partition; no group rebalance to wait for).
+A record that does not parse is counted and skipped: the monitor only reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from pydantic import ValidationError
+
+from services.contract.events import RECOMMENDATIONS, Recommendation
+from services.kafka.settings import KafkaSettings
+from services.trainer.online import OnlineMonitor
+
+log = logging.getLogger(__name__)
+
+
+class RecommendationReader:
+    def __init__(
+        self, kafka: KafkaSettings, monitor: OnlineMonitor, topic: str = RECOMMENDATIONS
+    ) -> None:
+        self.kafka, self.monitor, self.topic = kafka, monitor, topic
+        self.unreadable = 0
+        self.error: str | None = None
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, ready_timeout_s: float = 30.0) -> bool:
+        """Start reading; True once positioned at the topic's end (records after it count)."""
+        self._thread = threading.Thread(target=self._run, name="online-monitor", daemon=True)
+        self._thread.start()
+        return self._ready.wait(ready_timeout_s)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._read()
+            except Exception as exc:  # the broker may be restarting: retry, keep serving
+                self.error = f"{type(exc).__name__}: {exc}"
+                log.warning("online monitor: reading %s failed (%s); retrying", self.topic, exc)
+                self._stop.wait(5.0)
+
+    def _read(self) -> None:
+        from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+        from services.kafka.io import consumer
+
+        c = consumer(self.kafka)
+        try:
+            md = c.list_topics(self.topic, timeout=10).topics.get(self.topic)
+            if md is None or md.error is not None:
+                raise KafkaException(f"topic {self.topic} does not exist")
+            ends = []
+            for p in md.partitions:
+                _, high = c.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)
+                ends.append(TopicPartition(self.topic, p, high))
+            c.assign(ends)
+            self.error = None
+            self._ready.set()
+            while not self._stop.is_set():
+                for msg in c.consume(num_messages=1000, timeout=0.5):
+                    err = msg.error()
+                    if err is not None:
+                        if err.code() == KafkaError._PARTITION_EOF:
+                            continue
+                        raise KafkaException(err)
+                    try:
+                        rec = Recommendation.model_validate_json(msg.value() or b"")
+                    except ValidationError:
+                        self.unreadable += 1
+                        continue
+                    self.monitor.observe(rec)
+        finally:
+            c.close()
