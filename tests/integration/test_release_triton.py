@@ -192,3 +192,54 @@ def test_the_cli_deploys_and_rolls_back(
     assert report["serving"] == 3 and report["triton_ready_version"] == 3
     assert report["retired"]["4"] == "cli test"
     assert [r["outcome"] for r in report["releases"]][-3:] == ["rejected", "serving", "rolled-back"]
+
+
+def _shadow_seen(server: StackSettings) -> str | None:
+    """What a worker's probe finds: the shadow's version label, or None."""
+    import asyncio
+
+    from services.recommender.shadow import TritonShadowProbe
+
+    async def ask_once() -> str | None:
+        probe = TritonShadowProbe(server.triton_grpc_url, "scorer-shadow")
+        try:
+            return await probe.active_version()
+        finally:
+            await probe.close()
+
+    return asyncio.run(ask_once())
+
+
+def test_a_shadow_serves_beside_the_model_and_leaves_no_trace(
+    server: StackSettings, releaser: Releaser, control: TritonControl, tmp_path: Path
+) -> None:
+    """The challenger in shadow answers as ``scorer-shadow`` with its label, while the
+    served version keeps answering as before; afterwards it is gone and the folder is as
+    it was. One Triton cannot even load is refused with the reason."""
+    import tritonclient.http as httpclient
+
+    served_before = ask(server)[0]
+    versions = releaser.folder.versions()
+    assert _shadow_seen(server) is None
+    with releaser.shadow(write_scorer(tmp_path / "challenger", scale=3.0), "scorer:challenger-7"):
+        assert _shadow_seen(server) == "scorer:challenger-7"
+        probe = scorer_probes(384)[0]
+        client = httpclient.InferenceServerClient(server.triton_http_url.removeprefix("http://"))
+        try:
+            shadow = client.infer("scorer-shadow", rank_inputs(httpclient, probe))
+            np.testing.assert_allclose(
+                shadow.as_numpy("SCORES")[0], expected_scores(probe.side, 3.0), rtol=1e-5
+            )
+        finally:
+            client.close()
+        assert ask(server)[0] == served_before
+    assert _shadow_seen(server) is None
+    assert releaser.folder.versions() == versions
+
+    garbage = write_scorer(tmp_path / "garbage", "garbage")
+    with (
+        pytest.raises(ModelRejected, match="Triton cannot load the shadow"),
+        releaser.shadow(garbage, "scorer:bad"),
+    ):
+        pass
+    assert _shadow_seen(server) is None and ask(server)[0] == served_before
