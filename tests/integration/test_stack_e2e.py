@@ -15,7 +15,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.contract.events import CLICKS, CLICKS_DLQ, ITEMS, ITEMS_DLQ, RECOMMENDATIONS
+from services.contract.events import (
+    CLICKS,
+    CLICKS_DLQ,
+    ITEMS,
+    ITEMS_DLQ,
+    RECOMMENDATIONS,
+    ClickEvent,
+)
 from services.data import synthetic
 from services.kafka.io import EventProducer, produce_events
 from services.kafka.settings import KafkaSettings
@@ -383,3 +390,102 @@ def test_train_asks_the_stack_trainer_and_waits_for_its_answer(stack) -> None:  
     assert out.returncode == 1
     status = httpx.get(f"http://{stack.host}:{stack.trainer_port}/status", timeout=5).json()
     assert status["serving"] == 1 and status["logged_clicks"] > 0
+
+
+def _worker_shadow(stack) -> str | None:  # type: ignore[no-untyped-def]
+    health = httpx.get(f"http://{stack.host}:{stack.worker_web_port}/healthz", timeout=5).json()
+    return health["shadow"]["version"]  # type: ignore[no-any-return]
+
+
+def _wait_for_shadow(stack, want: str | None, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while _worker_shadow(stack) != want:
+        assert time.monotonic() < deadline, f"the worker's shadow never became {want}"
+        time.sleep(0.3)
+
+
+def test_a_challenger_in_shadow_is_judged_by_real_clicks_and_never_published(
+    stack, kafka, unique
+) -> None:  # type: ignore[no-untyped-def]
+    """The served scorer's own files loaded as the shadow: the worker finds it, ranks its
+    share of users with it too, publishes only the served lists, and each user's next
+    click judges both (the same model, so the same verdicts). The trainer's monitor
+    counts the verdicts; when the shadow is unloaded the worker stops."""
+    from services.recommender.settings import WorkerSettings
+    from services.recommender.shadow import in_share
+    from services.trainer.layout import ModelFolder
+    from services.trainer.release import Releaser
+    from services.trainer.triton import TritonControl
+
+    ds = synthetic.generate(n_users=60, n_items=150, n_clicks=1000, seed=7)
+    before = feed_applied(stack)
+    produce_events(kafka, ITEMS, ds.items)
+    wait_for_feed(stack, before + len(ds.items))
+    control = TritonControl(stack.triton_http_url)
+    releaser = Releaser(ModelFolder(stack.model_repository, "scorer"), control)
+    label = f"scorer:challenger-{unique}"
+    users = [f"shadow-{unique}-{i}" for i in range(80)]
+    share = WorkerSettings().shadow_share
+    selected = {u for u in users if in_share(u, share)}
+    assert selected, "no user in the shadow share"
+    items = [item.item_id for item in ds.items]
+    try:
+        with releaser.shadow(stack.model_repository / "scorer" / "1", label):
+            _wait_for_shadow(stack, label)
+            first = [
+                ClickEvent(event_id=f"{u}-1", user_id=u, item_id=items[i], ts=1_700_000_000_000)
+                for i, u in enumerate(users)
+            ]
+            produce_events(kafka, CLICKS, first)
+            shown = {
+                r["user_id"]: [i["item_id"] for i in r["items"]]
+                for r in collect(kafka, RECOMMENDATIONS, lambda v: v["user_id"] in users, 80)
+            }
+            assert len(shown) == 80
+            # Half the users click the second item they were shown (a hit), half do not.
+            second = [
+                ClickEvent(
+                    event_id=f"{u}-2",
+                    user_id=u,
+                    item_id=shown[u][1] if n % 2 == 0 else items[-1 - n],
+                    ts=1_700_000_060_000,
+                )
+                for n, u in enumerate(users)
+            ]
+            produce_events(kafka, CLICKS, second)
+            recs = collect(
+                kafka,
+                RECOMMENDATIONS,
+                lambda v: v["event_id"].endswith("-2") and v["user_id"] in users,
+                80,
+            )
+    finally:
+        control.close()
+    _wait_for_shadow(stack, None)
+
+    assert len(recs) == 80
+    published = collect(kafka, RECOMMENDATIONS, lambda v: v["user_id"] in users, 160, settle=1.0)
+    assert all(r["model_version"] == "scorer:1" for r in published), "a shadow list was published"
+    for rec in recs:
+        lanes = {j["lane"]: j for j in rec["judged"]}
+        clicked = next(c.item_id for c in second if c.user_id == rec["user_id"])
+        serving = lanes["serving"]
+        assert serving["model_version"] == "scorer:1"
+        assert serving["hit"] == (clicked in shown[rec["user_id"]])
+        if rec["user_id"] in selected:
+            assert lanes["shadow"]["model_version"] == label
+            assert lanes["shadow"]["hit"] == serving["hit"]  # the same model in both lanes
+        else:
+            assert "shadow" not in lanes
+    assert sum(r["judged"][0]["hit"] for r in recs) >= 40
+
+    deadline = time.monotonic() + 30
+    while True:
+        online = httpx.get(f"http://{stack.host}:{stack.trainer_port}/status", timeout=5).json()[
+            "online"
+        ]
+        if online["shadow"].get(label, {}).get("judged") == len(selected):
+            break
+        assert time.monotonic() < deadline, online
+        time.sleep(0.5)
+    assert online["versions"]["scorer:1"]["judged"] >= 80
