@@ -48,7 +48,7 @@ eval: install
 
 # Benchmarks, not tests: run on a quiet machine; results go to docs/BENCHMARKS.md.
 bench: install
-	$(PY) -m tests.bench.pipeline_hot_path
+	$(PY) -m tests.bench.pipeline_hot_path --shadow-share 0.2
 	$(PY) -m models.scorer_bench --threads 2
 	$(PY) -m tests.bench.scorer_triton --users 1 --clients 32 --requests 3000
 	$(PY) -m tests.bench.scorer_triton --users 256 --clients 2 --requests 60

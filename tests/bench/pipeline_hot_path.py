@@ -1,6 +1,7 @@
 """The worker's Python per click, without Kafka or Triton: ``RecommenderCore.process``.
 
     python -m tests.bench.pipeline_hot_path [--clicks 6000] [--batch 64] [--profile]
+        [--shadow-share 0.2]
 
 Replays ml-100k clicks in micro-batches through an in-memory core (random unit item
 embeddings, the numpy fallback scorer) and prints the median and p90 milliseconds per
@@ -20,7 +21,14 @@ from threadpoolctl import threadpool_limits
 
 from services.data import movielens
 from services.recommender.app import in_memory_core
-from services.recommender.pipeline import Click
+from services.recommender.pipeline import Click, RecommenderCore
+from services.recommender.scorer import LinearScorer
+from services.recommender.shadow import ShadowLane
+
+
+class _AlwaysThere:
+    async def active_version(self) -> str | None:
+        return "bench:challenger"
 
 
 def main() -> None:
@@ -28,42 +36,71 @@ def main() -> None:
     parser.add_argument("--clicks", type=int, default=6000)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--profile", action="store_true", help="print the top functions")
+    parser.add_argument(
+        "--shadow-share",
+        type=float,
+        default=0.0,
+        help="also run with a shadow lane ranking this share of users; prints both",
+    )
     args = parser.parse_args()
     threadpool_limits(limits=1, user_api="blas")  # as the worker does (its __main__)
     path = movielens.ensure_ml100k()
     items, clicks = movielens.load_items(path), movielens.load_clicks(path)[: args.clicks]
-    core = in_memory_core()
-    rng = np.random.default_rng(0)
-    for item in items:
-        core.embeddings.upsert(item.item_id, rng.normal(size=384).astype(np.float32))
-        core.catalog.upsert(item)
     batches = [clicks[i : i + args.batch] for i in range(0, len(clicks), args.batch)]
 
-    cpu: list[float] = []
+    def build(shadow_share: float) -> RecommenderCore:
+        core = in_memory_core()
+        rng = np.random.default_rng(0)
+        for item in items:
+            core.embeddings.upsert(item.item_id, rng.normal(size=384).astype(np.float32))
+            core.catalog.upsert(item)
+        if shadow_share > 0:
+            # The same numpy scorer in both lanes: what is measured is the worker's own
+            # shadow work (subset, MMR, state), not a second Triton call.
+            core.shadow = ShadowLane(LinearScorer(), _AlwaysThere(), shadow_share)
+            asyncio.run(core.shadow.refresh())
+        return core
 
-    async def replay() -> list[float]:
-        times = []
-        for batch in batches:
-            started, cpu_started = time.perf_counter(), time.process_time()
-            await core.process([Click(c, 0, time.monotonic()) for c in batch])
-            times.append((time.perf_counter() - started) * 1000)
-            cpu.append((time.process_time() - cpu_started) * 1000)
-        return times
+    def measure(core: RecommenderCore, profile: bool) -> tuple[float, float, float]:
+        cpu: list[float] = []
 
-    profiler = cProfile.Profile() if args.profile else None
-    if profiler:
-        profiler.enable()
-    times = asyncio.run(replay())[20:]
-    if profiler:
-        profiler.disable()
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
-    median = float(np.median(times))
-    print(
-        f"{args.batch}-click batches: median {median:.1f} ms ({median / args.batch:.2f} ms/click), "
-        f"p90 {np.percentile(times, 90):.1f} ms; CPU time median "
-        f"{np.median(cpu[20:]) / args.batch:.2f} ms/click (the machine is shared: CPU time "
-        "is the steadier figure)"
-    )
+        async def replay() -> list[float]:
+            times = []
+            for batch in batches:
+                started, cpu_started = time.perf_counter(), time.process_time()
+                await core.process([Click(c, 0, time.monotonic()) for c in batch])
+                times.append((time.perf_counter() - started) * 1000)
+                cpu.append((time.process_time() - cpu_started) * 1000)
+            return times
+
+        profiler = cProfile.Profile() if profile else None
+        if profiler:
+            profiler.enable()
+        times = asyncio.run(replay())[20:]
+        if profiler:
+            profiler.disable()
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
+        return (
+            float(np.median(times)),
+            float(np.percentile(times, 90)),
+            float(np.median(cpu[20:])),
+        )
+
+    runs = [("served lane only", 0.0)]
+    if args.shadow_share > 0:
+        runs.append((f"with a shadow lane for {args.shadow_share:.0%} of users", args.shadow_share))
+    cpu_per_click = []
+    for label, share in runs:
+        median, p90, cpu = measure(build(share), args.profile)
+        cpu_per_click.append(cpu / args.batch)
+        print(
+            f"{label}: {args.batch}-click batches: median {median:.1f} ms "
+            f"({median / args.batch:.2f} ms/click), p90 {p90:.1f} ms; CPU time median "
+            f"{cpu / args.batch:.2f} ms/click (the machine is shared: CPU time is the "
+            "steadier figure)"
+        )
+    if len(cpu_per_click) == 2:
+        print(f"shadow lane: {cpu_per_click[1] / cpu_per_click[0]:.2f}x the CPU time per click")
 
 
 if __name__ == "__main__":
