@@ -39,6 +39,8 @@ from services.trainer.validate import ModelRejected
 
 log = logging.getLogger(__name__)
 
+PLAN_FILE = "model.plan"
+
 
 class NotEnoughData(RuntimeError):
     """Too few clicks in the log to train or judge on."""
@@ -124,6 +126,7 @@ def retrain(
             f"{'version ' + str(champion_version) if warm else 'scratch'}"
         )
         write_version(trained, staged, label)
+        tensorrt = export_plan(staged) if settings.tensorrt else "off"
         challenger = evaluate(staged / MODEL_FILE, embeddings, holdout)
         champion = None
         if champion_dir is not None and (champion_dir / MODEL_FILE).is_file():
@@ -138,6 +141,7 @@ def retrain(
                 "train_clicks": len(train),
                 "warm_start": champion_version if warm else None,
                 "train_seconds": round(trained.seconds, 1),
+                "tensorrt": tensorrt,
             },
             champion=dict(champion.to_dict()) if champion else {},
         )
@@ -184,6 +188,24 @@ def _shadow_trial(
     if ok is False and settings.shadow_rule:
         return False, online_why
     return True, f"{why}; {online_why}"
+
+
+def export_plan(version_dir: Path, model: str = "scorer") -> str:
+    """On a GPU machine, the new version's TensorRT engine beside its ONNX (``model.plan``,
+    FP16, for a GPU Triton whose scorer is a ``tensorrt_plan`` model: see
+    models/tensorrt_build.py). Returns what happened, for the decision record; a failed
+    build costs the plan, not the release (the ONNX is what the CPU path serves)."""
+    from models.tensorrt_build import GpuUnavailable, build_engine
+
+    try:
+        plan, seconds = build_engine(version_dir / MODEL_FILE, model)
+    except GpuUnavailable as exc:
+        return f"skipped: {exc}"
+    except Exception as exc:  # a TensorRT parser or builder error
+        log.warning("TensorRT build failed: %s", exc)
+        return f"failed: {exc}"
+    (version_dir / PLAN_FILE).write_bytes(plan)
+    return f"built model.plan in {seconds:.1f} s ({len(plan)} bytes)"
 
 
 def write_outcome(settings: TrainerSettings, outcome: Outcome) -> Path:

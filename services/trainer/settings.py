@@ -38,6 +38,10 @@ class TrainerSettings(BaseSettings):
     holdout_fraction: float = Field(default=0.1, gt=0, lt=1)
     max_eval_cases: int = Field(default=4_000, ge=1)
 
+    tensorrt: bool = Field(
+        default=True, description="also build a TensorRT plan of each version on a GPU machine"
+    )
+
     # Promote unless the challenger is worse than the champion by more than this share
     # on HR@10 or NDCG@10 (0.01: up to 1% worse still promotes, for fresher data).
     tolerance: float = Field(default=0.01, ge=0, lt=1)

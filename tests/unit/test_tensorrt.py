@@ -64,3 +64,19 @@ def test_scorer_engine_matches_onnx_in_fp16(scorer_onnx: Path, tmp_path: Path) -
     report = build_and_check("scorer", scorer_onnx, tmp_path)
     assert report.max_abs_diff < 5e-2, report
     assert (tmp_path / "scorer" / "1" / "model.plan").stat().st_size == report.engine_bytes
+
+
+def test_the_trainer_records_why_it_built_no_plan(scorer_onnx: Path, tmp_path: Path) -> None:
+    """A retraining's version gets a TensorRT plan only where a GPU is; elsewhere the
+    decision record says why not, and the version is the ONNX alone."""
+    import shutil
+
+    from services.trainer.job import export_plan
+
+    shutil.copy(scorer_onnx, tmp_path / "model.onnx")
+    note = export_plan(tmp_path)
+    if HAS_GPU:
+        assert note.startswith("built model.plan") and (tmp_path / "model.plan").stat().st_size
+    else:
+        assert note.startswith("skipped: ") and ("GPU" in note or "TensorRT" in note)
+        assert not (tmp_path / "model.plan").exists()
