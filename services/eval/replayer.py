@@ -23,6 +23,7 @@ class ReplayTimes:
     catalog_ready: float = 0.0
     clicks_started: float = 0.0
     clicks_flushed: float = 0.0
+    paused_s: float = 0.0  # between the replay's parts (a retraining), not sending
 
 
 class Replayer:

@@ -79,6 +79,8 @@ def markdown(report: dict[str, Any]) -> str:
     by_version = report["quality"].get("by_model_version") or {}
     retraining = report.get("retraining")
     if retraining:
+        pause = report["throughput"].get("retraining_pause_s")
+        rate = report["throughput"].get("clicks_per_s_excluding_pause")
         challenger, champion = retraining.get("challenger") or {}, retraining.get("champion") or {}
         lines += [
             "",
@@ -86,7 +88,8 @@ def markdown(report: dict[str, Any]) -> str:
             f"({retraining.get('reason')}); the trainer's own holdout: challenger HR@10 "
             f"{_fmt(challenger.get('hr_at_10'))} / NDCG@10 {_fmt(challenger.get('ndcg_at_10'))}"
             f", champion {_fmt(champion.get('hr_at_10'))} / {_fmt(champion.get('ndcg_at_10'))}. "
-            "The replay paused while it ran.",
+            f"The replay paused while it ran ({_fmt(pause, 0)} s; the throughput below "
+            f"includes the pause, {_fmt(rate, 1)} clicks/s without it).",
         ]
     if len(by_version) > 1 or retraining:
         lines += [

@@ -11,6 +11,7 @@ by all workers: a click changes them only through the ``ItemActivity`` record it
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Sequence
@@ -42,7 +43,7 @@ from services.recommender.feature_rows import (
     user_row,
 )
 from services.recommender.rerank import mmr
-from services.recommender.scorer import CircuitBreaker, ScoringBatch
+from services.recommender.scorer import CircuitBreaker, Scored, ScoringBatch
 from services.recommender.shadow import ShadowLane
 from services.recommender.shared import (
     LocalSharedState,
@@ -165,8 +166,18 @@ class RecommenderCore:
         cands = self._candidates(accepted)
         timer.lap("candidates")
         scoring = self._scoring_batch(accepted, cands)
+        shadow_rows, shadow_batch = self._shadow_batch(accepted, scoring, latest)
+        # The label as the rows were chosen (a poll may change it while the batch waits).
+        shadow_version = self.shadow.version if self.shadow is not None else None
         timer.lap("scorer_request")
-        scored, degraded = await self.scorer.score(scoring)
+        if shadow_batch is not None and self.shadow is not None:
+            # Side by side: the batch waits for the slower call, not for both in turn.
+            (scored, degraded), shadow_scored = await asyncio.gather(
+                self.scorer.score(scoring), self.shadow.score(shadow_batch)
+            )
+        else:
+            scored, degraded = await self.scorer.score(scoring)
+            shadow_scored = None
         timer.lap("scorer_call")
         result.degraded = degraded
         now = datetime.now(UTC)
@@ -183,7 +194,7 @@ class RecommenderCore:
                 [item.item_id for item in rec.items],
             )
         timer.lap("rerank_explain")
-        await self._shadow_lists(accepted, cands, scoring, latest)
+        self._shadow_lists(accepted, cands, shadow_rows, shadow_scored, shadow_version)
         timer.lap("shadow")
         self._put_users(latest)
         # Apply what has arrived since the batch started (here, in-process, the batch's own
@@ -269,17 +280,16 @@ class RecommenderCore:
         for user_id, (user, partition) in latest.items():
             self.users.put(user_id, user, partition)
 
-    async def _shadow_lists(
+    def _shadow_batch(
         self,
         accepted: list[_Accepted],
-        cands: list[cand.Candidates],
         scoring: ScoringBatch,
         latest: dict[str, tuple[UserState, int]],
-    ) -> None:
-        """The challenger's lists for the shadow share, kept in user state, never sent.
+    ) -> tuple[list[int], ScoringBatch | None]:
+        """The rows a challenger in shadow ranks, and its request (None if there are none).
 
-        Only each user's newest click of the batch is ranked: the state keeps one list
-        per lane, and an earlier click's list would be overwritten unseen.
+        Only each selected user's newest click of the batch: the state keeps one list per
+        lane, and an earlier click's list would be overwritten unseen.
         """
         rows = []
         for row, acc in enumerate(accepted):
@@ -288,19 +298,30 @@ class RecommenderCore:
             newest = latest[user_id][0] is acc.user
             if newest and self.shadow is not None and self.shadow.selected(user_id):
                 rows.append(row)
-        if not rows or self.shadow is None:
-            return
-        version = self.shadow.version
+        if not rows:
+            return rows, None
+        request = scoring.request
         subset = ScoringBatch(
             RankRequest(
-                items=scoring.request.items,
-                history_idx=scoring.request.history_idx[rows],
-                candidate_idx=scoring.request.candidate_idx[rows],
-                side=scoring.request.side[rows],
+                items=request.items,
+                history_idx=request.history_idx[rows],
+                candidate_idx=request.candidate_idx[rows],
+                side=request.side[rows],
             ),
             scoring.features[rows],
         )
-        scored = await self.shadow.score(subset)
+        return rows, subset
+
+    def _shadow_lists(
+        self,
+        accepted: list[_Accepted],
+        cands: list[cand.Candidates],
+        rows: list[int],
+        scored: Scored | None,
+        version: str | None,
+    ) -> None:
+        """Keep the challenger's lists in user state (never sent), ordered as the served
+        lists are (MMR over its scores)."""
         if scored is None or version is None:
             return
         for i, row in enumerate(rows):

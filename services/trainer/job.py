@@ -40,6 +40,7 @@ from services.trainer.validate import ModelRejected
 log = logging.getLogger(__name__)
 
 PLAN_FILE = "model.plan"
+PLAN_TOLERANCE = 5e-2  # max abs score difference FP16 vs ONNX, as tests/unit/test_tensorrt.py
 
 
 class NotEnoughData(RuntimeError):
@@ -126,7 +127,7 @@ def retrain(
             f"{'version ' + str(champion_version) if warm else 'scratch'}"
         )
         write_version(trained, staged, label)
-        tensorrt = export_plan(staged) if settings.tensorrt else "off"
+        tensorrt = export_plan(staged, settings.model) if settings.tensorrt else "off"
         challenger = evaluate(staged / MODEL_FILE, embeddings, holdout)
         champion = None
         if champion_dir is not None and (champion_dir / MODEL_FILE).is_file():
@@ -195,17 +196,36 @@ def export_plan(version_dir: Path, model: str = "scorer") -> str:
     FP16, for a GPU Triton whose scorer is a ``tensorrt_plan`` model: see
     models/tensorrt_build.py). Returns what happened, for the decision record; a failed
     build costs the plan, not the release (the ONNX is what the CPU path serves)."""
-    from models.tensorrt_build import GpuUnavailable, build_engine
+    import numpy as np
 
+    from models.tensorrt_build import (
+        PROFILES,
+        GpuUnavailable,
+        build_engine,
+        onnx_reference,
+        probe_inputs,
+        run_engine,
+    )
+
+    if model not in PROFILES:
+        return f"skipped: no TensorRT optimisation profile for {model!r}"
+    onnx = version_dir / MODEL_FILE
     try:
-        plan, seconds = build_engine(version_dir / MODEL_FILE, model)
+        plan, seconds = build_engine(onnx, model)
+        # The same parity check as models.tensorrt_build: FP16 against onnxruntime.
+        feeds = probe_inputs(model, np.random.default_rng(0))
+        got, _ = run_engine(plan, feeds)
+        want, _ = onnx_reference(onnx, feeds)
+        diff = max(float(np.max(np.abs(got[k] - want[k]))) for k in want)
     except GpuUnavailable as exc:
         return f"skipped: {exc}"
     except Exception as exc:  # a TensorRT parser or builder error
         log.warning("TensorRT build failed: %s", exc)
         return f"failed: {exc}"
+    if diff > PLAN_TOLERANCE:
+        return f"failed: the FP16 engine differs from the ONNX by {diff:.3g} (> {PLAN_TOLERANCE})"
     (version_dir / PLAN_FILE).write_bytes(plan)
-    return f"built model.plan in {seconds:.1f} s ({len(plan)} bytes)"
+    return f"built model.plan in {seconds:.1f} s ({len(plan)} bytes, max abs diff {diff:.2g})"
 
 
 def write_outcome(settings: TrainerSettings, outcome: Outcome) -> Path:

@@ -7,7 +7,8 @@ this keeps, for the trainer:
 - the served versions' online HR@10 (lane ``serving``);
 - for a challenger in shadow, its HR@10 and the served version's **on the same clicks**
   (records that carry both lanes), which is what a shadow trial compares;
-- one river ADWIN detector per segment on the served lane's hits. When a segment's hit
+- one river ADWIN detector per segment on the served lane's hits (not the fallback's:
+  lists ranked while Triton was down say nothing a retraining could fix). When a segment's hit
   rate drops (ADWIN finds a change and the mean fell), that is a drift: the trainer
   retrains before its timer would. A rise is a change too, but not one to retrain for.
 """
@@ -21,6 +22,11 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from services.contract.events import Recommendation
+from services.recommender.scorer import LinearScorer
+
+# Versions that rank while the scorer is unavailable: counted, never judged for drift or
+# paired with a challenger.
+FALLBACK_VERSIONS = frozenset({LinearScorer.version})
 
 
 @dataclass
@@ -145,6 +151,7 @@ class OnlineMonitor:
             served = lanes.get("serving")
             if served is not None:
                 self.versions.setdefault(served.model_version, Tally()).add(served.hit)
+            if served is not None and served.model_version not in FALLBACK_VERSIONS:
                 segment = str(served.segment)
                 detector = self.segments.get(segment)
                 if detector is None:
@@ -154,7 +161,8 @@ class OnlineMonitor:
                     drift = Drift(segment, fell[0], fell[1], detector.tally.judged)
                     self.drifts = [*self.drifts[-19:], drift]
             shadow = lanes.get("shadow")
-            if shadow is not None and served is not None:
+            judged_fairly = served is not None and served.model_version not in FALLBACK_VERSIONS
+            if shadow is not None and served is not None and judged_fairly:
                 paired = self.shadow.setdefault(shadow.model_version, PairedTally())
                 paired.add(shadow.hit, served.hit, served.model_version)
         if drift is not None and self.on_drift is not None:
@@ -185,6 +193,10 @@ def shadow_verdict(
     tally: PairedTally, tolerance: float, min_judged: int, z: float = 1.645
 ) -> tuple[bool | None, str]:
     """Whether the shadow's online HR@10 allows promotion: None if too few verdicts.
+
+    Mind the exposure bias: users were shown the served list only, and click what they
+    are shown, so the served version has an edge; this is why the rule is off unless
+    ``shadow_rule`` turns it on, and why it refuses only a clear loss.
 
     Worse means both: below the served HR by more than ``tolerance`` (a share), and a
     one-sided sign test on the discordant verdicts (McNemar's, normal approximation, 95%

@@ -157,6 +157,16 @@ class Releaser:
             except TritonControlError:
                 log.exception("unloading %s", name)  # costs memory, not correctness
 
+    def clear_shadow(self) -> None:
+        """Unload a shadow a stopped trainer may have left loaded (workers would go on
+        ranking a share of users with it); nothing if there is none."""
+        from services.recommender.shadow import shadow_model
+
+        try:
+            self.control.unload(shadow_model(self.model))
+        except TritonControlError as exc:
+            log.debug("no shadow to unload: %s", exc)
+
     # -- the common path -----------------------------------------------------------
 
     def _release(

@@ -64,7 +64,12 @@ class Trainer:
         self.last_drift_request = float("-inf")
 
     def start_monitor(self) -> bool:
-        """Read ``recommendations`` into the monitor; True once positioned."""
+        """Read ``recommendations`` into the monitor; True once positioned. First unloads
+        a shadow an earlier run of the service may have left behind."""
+        try:
+            self.releaser.clear_shadow()
+        except Exception:  # Triton may still be starting: the trial's own unload will do
+            log.warning("could not check for a leftover shadow model", exc_info=True)
         self.reader = RecommendationReader(self.kafka, self.monitor)
         return self.reader.start()
 
@@ -85,7 +90,11 @@ class Trainer:
         if self.reader is None or self.settings.shadow_s <= 0:
             return None
         return ShadowTrial(
-            self.releaser, self.monitor, self.settings.shadow_s, self.settings.shadow_min_judged
+            self.releaser,
+            self.monitor,
+            self.settings.shadow_s,
+            self.settings.shadow_min_judged,
+            stopping=self.stopping,
         )
 
     def request(self, reason: str) -> int:

@@ -62,6 +62,9 @@ class TrainerSettings(BaseSettings):
     shadow_min_judged: int = Field(
         default=1_000, ge=1, description="paired online verdicts that end the window early"
     )
+    # Off by default: users click what they were shown, and only the served list was
+    # shown, so the comparison favours the served version (exposure bias). On, a challenger
+    # clearly worse even so is kept out; off, the numbers are recorded and advisory.
     shadow_rule: bool = Field(
-        default=True, description="refuse a challenger whose online HR in shadow is worse"
+        default=False, description="refuse a challenger whose online HR in shadow is worse"
     )

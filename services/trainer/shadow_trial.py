@@ -9,6 +9,7 @@ the served version's on those same clicks goes into the decision record and, wit
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,19 +38,23 @@ class ShadowTrial:
         window_s: float,
         min_judged: int,
         poll_s: float = 1.0,
+        stopping: threading.Event | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.releaser, self.monitor = releaser, monitor
         self.window_s, self.min_judged, self.poll_s = window_s, min_judged, poll_s
+        # Set when the service is asked to stop: the trial ends at once, so the shadow is
+        # unloaded before the process is killed.
+        self.stopping = stopping or threading.Event()
         self._clock, self._sleep = clock, sleep
 
     def __call__(self, staged: Path) -> ShadowResult:
         # Unique per trial: verdicts of an earlier challenger never count for this one.
         label = f"{self.releaser.model}:challenger-{time.time_ns() // 1_000_000}"
-        started = self._clock()
         with self.releaser.shadow(staged, label):
-            while self._clock() - started < self.window_s:
+            started = self._clock()  # the window counts from when it serves
+            while self._clock() - started < self.window_s and not self.stopping.is_set():
                 if self.monitor.paired(label).judged >= self.min_judged:
                     break
                 self._sleep(self.poll_s)

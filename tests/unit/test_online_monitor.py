@@ -90,6 +90,20 @@ def test_a_young_detector_cannot_signal() -> None:
     assert drifts == []
 
 
+def test_fallback_lists_are_counted_but_never_judged_for_drift_or_pairs() -> None:
+    drifts: list[Drift] = []
+    monitor = OnlineMonitor(min_judged=100, on_drift=drifts.append)
+    rng = random.Random(3)
+    feed(monitor, 0, 0.3, 1000, rng)
+    for _ in range(1000):  # Triton down: the fallback ranks, and ranks worse
+        monitor.observe(
+            rec(0, rng.random() < 0.02, "fallback-linear", ("scorer:challenger-1", True))
+        )
+    assert drifts == []
+    assert monitor.snapshot()["versions"]["fallback-linear"]["judged"] == 1000
+    assert monitor.paired("scorer:challenger-1").judged == 0
+
+
 def test_shadow_verdicts_are_paired_on_the_same_clicks() -> None:
     monitor = OnlineMonitor()
     monitor.observe(rec(0, True, shadow=("scorer:challenger-1", False)))
@@ -139,6 +153,7 @@ class FakeShadow:
 @pytest.mark.parametrize("rule", [True, False])
 def test_a_challenger_worse_in_shadow_is_kept_out_when_the_rule_is_on(rule: bool) -> None:
     settings = TrainerSettings(shadow_min_judged=500, shadow_rule=rule)
+    assert TrainerSettings().shadow_rule is False  # advisory unless turned on (exposure bias)
     outcome = Outcome("kept-champion", "", 1)
     promote, why = _shadow_trial(
         FakeShadow(paired(1000, 10, 50, 150)), Path("."), settings, outcome, "offline ok"
@@ -203,8 +218,35 @@ def test_drift_queues_one_retraining_per_cooldown(tmp_path: Path) -> None:
     trainer = Trainer(settings, KafkaSettings())
     drift = Drift("3", 0.3, 0.1, 900)
     trainer.on_drift(drift)
+    trainer.jobs[0]["state"] = "done"  # so only the cool-down holds the next one back
     trainer.on_drift(drift)
     assert [j["reason"] for j in trainer.jobs] == [drift.describe()]
+    trainer.last_drift_request -= 3601  # the cool-down has passed
+    trainer.on_drift(drift)
+    assert len(trainer.jobs) == 2
     off = Trainer(settings.model_copy(update={"drift": False}), KafkaSettings())
     off.on_drift(drift)
     assert off.jobs == []
+
+
+def test_a_stopping_service_ends_the_trial_at_once(tmp_path: Path) -> None:
+    import contextlib
+    import threading
+
+    class Releaser:
+        model = "scorer"
+        unloaded = False
+
+        @contextlib.contextmanager
+        def shadow(self, staged: Path, label: str):  # type: ignore[no-untyped-def]
+            yield "scorer-shadow"
+            Releaser.unloaded = True
+
+    stopping = threading.Event()
+    stopping.set()
+    waited: list[float] = []
+    trial = ShadowTrial(
+        Releaser(), OnlineMonitor(), 600, 300, stopping=stopping, sleep=waited.append
+    )  # type: ignore[arg-type]
+    result = trial(tmp_path)
+    assert waited == [] and result.tally.judged == 0 and Releaser.unloaded

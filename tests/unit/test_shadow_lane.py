@@ -125,6 +125,7 @@ def test_a_failing_shadow_changes_nothing_served() -> None:
     want = run(plain.process(batch)).recommendations
     assert [r.items for r in got] == [r.items for r in want]
     assert broken.failures == 1 and broken.scored_clicks == 0
+    assert not broken.active  # resting: the next batches do not wait on it again
     assert all("shadow" not in core.users.get(f"u{i}").shown for i in range(5))
 
 
