@@ -8,7 +8,6 @@ cases, history masked): Pop HR@10 0.085, ItemKNN 0.189, first-order Markov 0.145
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +51,6 @@ def test_leave_one_out_on_ml100k(ml100k: Interactions, loo: Split) -> None:
 
 
 def test_baselines_on_ml100k(loo: Split) -> None:
-    started = time.perf_counter()
     results = {}
     for name, model in (
         ("pop", PopularityRecommender()),
@@ -62,7 +60,6 @@ def test_baselines_on_ml100k(loo: Split) -> None:
         model.fit(loo.train)
         results[name] = evaluate(model, loo)
         results[f"{name}_unmasked"] = evaluate(model, loo, exclude_history=False)
-    elapsed = time.perf_counter() - started
 
     pop, knn = results["pop"], results["knn"]
     assert pop["n_cases"] == 943
@@ -75,7 +72,6 @@ def test_baselines_on_ml100k(loo: Split) -> None:
     assert results["markov"]["hr@10"] > pop["hr@10"]
     # Masking consumed items can only help a model that scores them.
     assert knn["hr@10"] >= results["knn_unmasked"]["hr@10"]
-    assert elapsed < 20, f"three baselines took {elapsed:.1f} s"
 
 
 def test_cold_items_are_unreachable_for_id_models(ml100k: Interactions) -> None:
