@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException
 
 from services.contract.events import CLICKS_DLQ, RECOMMENDATIONS
-from services.kafka.io import consumer
+from services.kafka.io import consumer, partitions_at_end, records
 from services.kafka.settings import KafkaSettings
 
 
@@ -122,16 +122,11 @@ class KafkaCollector:
     def start(self) -> None:
         """Position at the topics' current ends (synchronously), then read in the background."""
         c = consumer(self._kafka)
-        assignment = []
-        for topic in (RECOMMENDATIONS, CLICKS_DLQ):
-            md = c.list_topics(topic, timeout=10).topics.get(topic)
-            if md is None or md.error is not None:
-                c.close()
-                raise KafkaException(f"topic {topic} does not exist; is the stack up?")
-            for p in md.partitions:
-                _, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-                assignment.append(TopicPartition(topic, p, high))
-        c.assign(assignment)
+        try:
+            c.assign(partitions_at_end(c, (RECOMMENDATIONS, CLICKS_DLQ)))
+        except KafkaException as exc:
+            c.close()
+            raise KafkaException(f"{exc.args[0]}; is the stack up?") from exc
         self._consumer = c
         self._thread = threading.Thread(target=self._run, name="eval-collector", daemon=True)
         self._thread.start()
@@ -145,12 +140,7 @@ class KafkaCollector:
                     continue
                 now = self._clock()
                 new = 0
-                for msg in messages:
-                    err = msg.error()
-                    if err is not None:
-                        if err.code() == KafkaError._PARTITION_EOF:
-                            continue
-                        raise KafkaException(err)
+                for msg in records(messages):
                     self.last_record_at = now
                     if msg.topic() == RECOMMENDATIONS:
                         new += self.joiner.add_recommendation(msg.value(), now)

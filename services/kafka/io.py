@@ -122,6 +122,31 @@ def consumer(settings: KafkaSettings, group: str | None = None, **overrides: obj
     return Consumer(conf)
 
 
+def records(messages: Iterable[Message]) -> Iterator[Message]:
+    """The records among ``consume()``'s messages: partition-EOF markers are skipped,
+    any other error is raised."""
+    for msg in messages:
+        err = msg.error()
+        if err is None:
+            yield msg
+        elif err.code() != KafkaError._PARTITION_EOF:
+            raise KafkaException(err)
+
+
+def partitions_at_end(c: Consumer, topics: Iterable[str]) -> list[TopicPartition]:
+    """Every partition of ``topics`` at its current end offset (what a reader interested
+    only in records from now on assigns). Raises ``KafkaException`` for a missing topic."""
+    out = []
+    for topic in topics:
+        md = c.list_topics(topic, timeout=10).topics.get(topic)
+        if md is None or md.error is not None:
+            raise KafkaException(f"topic {topic} does not exist")
+        for p in md.partitions:
+            _, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            out.append(TopicPartition(topic, p, high))
+    return out
+
+
 def read_topic(
     settings: KafkaSettings,
     topic: str,

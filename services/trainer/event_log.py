@@ -95,9 +95,7 @@ class EventLog:
         group: str = GROUP,
     ) -> CatchUp:
         """Append what ``topics`` (clicks, items) hold beyond the group's committed offsets."""
-        from confluent_kafka import KafkaError, KafkaException
-
-        from services.kafka.io import consumer
+        from services.kafka.io import consumer, records
 
         done = CatchUp()
         with self._locked():
@@ -111,12 +109,7 @@ class EventLog:
                 started = last = time.monotonic()
                 while time.monotonic() - last < idle_s and time.monotonic() - started < max_s:
                     msgs = c.consume(num_messages=5000, timeout=0.5)
-                    for msg in msgs:
-                        err = msg.error()
-                        if err is not None:
-                            if err.code() == KafkaError._PARTITION_EOF:
-                                continue
-                            raise KafkaException(err)
+                    for msg in records(msgs):
                         last = time.monotonic()
                         try:
                             if msg.topic() == topics[0]:

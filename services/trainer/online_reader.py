@@ -52,29 +52,15 @@ class RecommendationReader:
                 self._stop.wait(5.0)
 
     def _read(self) -> None:
-        from confluent_kafka import KafkaError, KafkaException, TopicPartition
-
-        from services.kafka.io import consumer
+        from services.kafka.io import consumer, partitions_at_end, records
 
         c = consumer(self.kafka)
         try:
-            md = c.list_topics(self.topic, timeout=10).topics.get(self.topic)
-            if md is None or md.error is not None:
-                raise KafkaException(f"topic {self.topic} does not exist")
-            ends = []
-            for p in md.partitions:
-                _, high = c.get_watermark_offsets(TopicPartition(self.topic, p), timeout=10)
-                ends.append(TopicPartition(self.topic, p, high))
-            c.assign(ends)
+            c.assign(partitions_at_end(c, [self.topic]))
             self.error = None
             self._ready.set()
             while not self._stop.is_set():
-                for msg in c.consume(num_messages=1000, timeout=0.5):
-                    err = msg.error()
-                    if err is not None:
-                        if err.code() == KafkaError._PARTITION_EOF:
-                            continue
-                        raise KafkaException(err)
+                for msg in records(c.consume(num_messages=1000, timeout=0.5)):
                     try:
                         rec = Recommendation.model_validate_json(msg.value() or b"")
                     except ValidationError:
