@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from services.eval.baselines import CoVisitationKNN, OnlineRecommender, Popularity, replay
+from services.eval.biased_mf import BiasedMFBaseline
 from services.eval.collector import Answer, Joiner, KafkaCollector
 from services.eval.delivery import Delivery, measure, percentile
 from services.eval.protocol import Pair, Quality, consecutive_pairs, score
@@ -15,6 +16,7 @@ from services.eval.stream import ReplayStream, load_stream, order_clicks
 
 __all__ = [
     "Answer",
+    "BiasedMFBaseline",
     "CoVisitationKNN",
     "Delivery",
     "EvalSettings",

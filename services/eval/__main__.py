@@ -6,6 +6,7 @@ Examples::
     python -m services.eval --start-stack --train-on-warmup          # the ranker sees no test click
     python -m services.eval --start-stack --initial-synthetic --retrain-after-warmup
     python -m services.eval --dataset ml-100k --rate 300 --limit 20000  # a running stack
+    python -m services.eval --start-stack --ablation --out docs/eval    # with and without text
 """
 
 from __future__ import annotations
@@ -54,6 +55,23 @@ import click
     default=None,
     help="the stack's trainer retrains once the warm-up is answered (with --start-stack)",
 )
+@click.option(
+    "--ablation",
+    is_flag=True,
+    default=None,
+    help="replay twice on fresh stacks, with and without the items' text embeddings "
+    "(with --start-stack)",
+)
+@click.option(
+    "--withhold",
+    "withhold_fraction",
+    type=click.FloatRange(0.0, 1.0, max_open=True),
+    default=None,
+    help="share of the items whose clicks are left out of the warm-up (default 0.1; 0: none)",
+)
+@click.option(
+    "--seed", type=int, default=None, help="the synthetic data set's and the withheld items'"
+)
 @click.option("--no-catalog-wait", is_flag=True, help="do not wait for the workers' catalog")
 @click.option(
     "--catalog-timeout",
@@ -71,12 +89,15 @@ import click
 )
 @click.option("--no-progress", is_flag=True, help="no progress bars")
 def main(no_catalog_wait: bool, no_progress: bool, **given: Any) -> None:
-    """Replay a data set through Kafka in time order and report quality (HR@10, NDCG@10 on
-    consecutive clicks in the last 20%, beside popularity and co-visitation baselines),
-    completeness, latency and throughput.
+    """Replay a data set through Kafka in time order and report quality (HR@10, NDCG@10,
+    MRR@10 on consecutive clicks in the last 20%, on warm and on withheld items; catalog
+    coverage and intra-list diversity), beside popularity, co-visitation item-kNN and
+    river's BiasedMF replayed on the same stream; completeness, latency, throughput, CPU
+    time per 1,000 clicks and the workers' stage times; PNG plots beside the report.
 
     A quality run needs a fresh stack (--start-stack): item statistics persist in a
-    running one. Exits 1 when some accepted click did not get exactly one answer.
+    running one. Exits 1 when some accepted click did not get exactly one answer, or
+    when the workers of the ablation's second stack did not turn text embeddings off.
     """
     from services.eval.app import run
     from services.eval.settings import EvalSettings
@@ -91,13 +112,19 @@ def main(no_catalog_wait: bool, no_progress: bool, **given: Any) -> None:
     settings = EvalSettings(**overrides)
     # No retraining during a measured replay unless asked for: the numbers are the served
     # model's (with --retrain-after-warmup the replay says when the one retraining runs).
-    stack = StackSettings().model_copy(update={"trainer": False})
+    # No dashboard either, where the stack has one: it would share the cores measured.
+    update: dict[str, Any] = {"trainer": False}
+    if "dashboard" in StackSettings.model_fields:
+        update["dashboard"] = False
+    stack = StackSettings().model_copy(update=update)
     builds = settings.train_on_warmup or settings.initial_synthetic
     if (builds or settings.retrain_after_warmup) and not settings.start_stack:
         raise click.UsageError(
             "--train-on-warmup, --initial-synthetic and --retrain-after-warmup need "
             "--start-stack: the stack must serve what they build"
         )
+    if settings.ablation and not settings.start_stack:
+        raise click.UsageError("--ablation needs --start-stack: each variant needs a fresh stack")
     if settings.start_stack and settings.bootstrap not in (None, stack.bootstrap):
         raise click.UsageError(
             f"--start-stack runs against the stack's broker ({stack.bootstrap}); "
@@ -108,21 +135,36 @@ def main(no_catalog_wait: bool, no_progress: bool, **given: Any) -> None:
     except (StackError, RuntimeError, OSError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(_summary(result))
-    sys.exit(0 if result["completeness"]["exactly_once"] else 1)
+    sys.exit(0 if _sound(result) else 1)
+
+
+def _sound(result: dict[str, Any]) -> bool:
+    """Every variant answered each accepted click once and ranked as it was set to."""
+    runs = [result, *([result["ablation"]] if result.get("ablation") else [])]
+    return all(r["completeness"]["exactly_once"] and r["text_embeddings"]["honoured"] for r in runs)
 
 
 def _summary(result: dict[str, Any]) -> str:
     k = result["settings"]["k"]
     lines = [
-        f"{name}: HR@{k} {q[f'hr@{k}']:.4f}  NDCG@{k} {q[f'ndcg@{k}']:.4f}"
+        f"{name}: HR@{k} {q[f'hr@{k}']:.4f}  NDCG@{k} {q[f'ndcg@{k}']:.4f}  "
+        f"MRR@{k} {q[f'mrr@{k}']:.4f}  withheld HR@{k} {q['withheld'][f'hr@{k}']:.4f}"
         for name, q in result["quality"]["models"].items()
     ]
-    c, lat, t = result["completeness"], result["latency_ms"]["end_to_end"], result["throughput"]
-    lines.append(
-        f"answered {c['answered']}/{c['accepted']} accepted clicks, {c['missing']} missing, "
-        f"{c['duplicate_answers']} duplicate answers; end-to-end p50 {lat['p50']:.0f} ms, "
-        f"p95 {lat['p95']:.0f} ms, p99 {lat['p99']:.0f} ms; {t['clicks_per_s']:.1f} clicks/s"
-    )
+    runs = {"system": result}
+    if result.get("ablation"):
+        runs[result["ablation"]["variant"]] = result["ablation"]
+    for name, r in runs.items():
+        c, lat, t = r["completeness"], r["latency_ms"]["end_to_end"], r["throughput"]
+        cpu = ((r.get("cpu") or {}).get("whole_replay") or {}).get("cpu_s_per_1000_clicks")
+        lines.append(
+            f"{name}: answered {c['answered']}/{c['accepted']} accepted clicks, "
+            f"{c['missing']} missing, {c['duplicate_answers']} duplicate answers; end-to-end "
+            f"p50 {lat['p50']:.0f} ms, p95 {lat['p95']:.0f} ms, p99 {lat['p99']:.0f} ms; "
+            f"{t['clicks_per_s']:.1f} clicks/s; CPU {cpu} s per 1,000 clicks"
+        )
+        if not r["text_embeddings"]["honoured"]:
+            lines.append(f"{name}: INVALID, the workers did not turn text embeddings off")
     return "\n".join(lines)
 
 

@@ -1,47 +1,54 @@
 """One quality replay: the baselines in-process, then the stream through Kafka and the
-workers, joined, measured and written up."""
+workers (twice with ``--ablation``: with and without the items' text embeddings), joined,
+measured and written up."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from services.eval import baselines, delivery, protocol, report
-from services.eval.collector import Answer, Joiner, KafkaCollector
-from services.eval.progress import Progress
-from services.eval.replayer import Replayer, ReplayTimes
+from services.eval import baselines, delivery, judge, protocol, report, system
+from services.eval.collector import Answer
 from services.eval.settings import EvalSettings
 from services.eval.stream import ReplayStream, load_stream
-from services.eval.workers import WorkerProbe
-from services.kafka.settings import KafkaSettings
+from services.recommender.embeddings import EmbeddingIndex
 from services.stack.settings import StackSettings
 
 log = logging.getLogger(__name__)
+
+SYSTEM = "system"
+WITHOUT_TEXT = "system_without_text_embeddings"
 
 
 def new_run_id() -> str:
     return f"eval-{uuid.uuid4().hex[:8]}"
 
 
-def baseline_quality(
+def baseline_answers(
     stream: ReplayStream, pairs: list[protocol.Pair], k: int
-) -> tuple[dict[str, protocol.Quality], float]:
-    """Each baseline replayed on the stream; returns their quality and the seconds taken."""
+) -> tuple[dict[str, dict[str, list[str]]], float]:
+    """Each baseline replayed on the stream: its answers to the judged clicks, and the
+    seconds all took."""
     started = time.monotonic()
     wanted = {p.event_id for p in pairs}
     out = {}
     for model in baselines.default_baselines():
-        answers = baselines.replay(model, stream.clicks, wanted, k)
-        out[model.name] = protocol.score(pairs, answers, k)
+        out[model.name] = dict(baselines.replay(model, stream.clicks, wanted, k))
     return out, time.monotonic() - started
+
+
+def baseline_quality(
+    stream: ReplayStream, pairs: list[protocol.Pair], k: int
+) -> tuple[dict[str, protocol.Quality], float]:
+    """Each baseline replayed on the stream; returns their quality and the seconds taken."""
+    answers, seconds = baseline_answers(stream, pairs, k)
+    return {name: protocol.score(pairs, a, k) for name, a in answers.items()}, seconds
 
 
 def _code_version() -> dict[str, Any]:
@@ -51,6 +58,19 @@ def _code_version() -> dict[str, Any]:
         ).stdout.strip()
 
     return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain"))}
+
+
+def _judge_vectors(
+    stream: ReplayStream, settings: EvalSettings, echo: Callable[[str], None]
+) -> EmbeddingIndex | None:
+    """The catalog's MiniLM vectors that intra-list diversity is judged by (None: left out)."""
+    from services.eval.item_vectors import item_embeddings
+
+    try:
+        return item_embeddings(stream, progress=settings.progress)
+    except Exception as exc:  # the encoder's weights or torch missing: judge without ILD
+        echo(f"intra-list diversity left out: the item encoder did not load ({exc})")
+        return None
 
 
 def run(
@@ -64,6 +84,8 @@ def run(
 
     ``stream`` replaces the named data set (tests pass a small one).
     """
+    if settings.ablation and not settings.start_stack:
+        raise ValueError("--ablation needs --start-stack: each variant needs a fresh stack")
     run_id = run_id or new_run_id()
     if stream is None:
         echo(f"loading {settings.dataset}")
@@ -73,45 +95,47 @@ def run(
             limit=settings.limit,
             seed=settings.seed,
         )
+    if settings.withhold_fraction and not stream.withheld:
+        stream = stream.withhold(settings.withhold_fraction, settings.seed)
     stream = stream.for_run(run_id)
+    k = settings.k
     pairs = protocol.consecutive_pairs(stream.clicks, stream.split)
+    subsets = judge.split_pairs(pairs, stream.clicks, stream.withheld)
     echo(
-        f"{len(stream.clicks)} clicks, {len(stream.items)} items; {len(pairs)} test pairs; "
+        f"{len(stream.clicks)} clicks, {len(stream.items)} items ({len(stream.withheld)} "
+        f"withheld from the warm-up, {stream.withheld_warmup_clicks} of its clicks left out); "
+        f"{len(pairs)} test pairs, {len(subsets.withheld)} on withheld items; "
         "scoring the baselines in-process"
     )
     # Before the stack starts, so they do not compete with it for the CPU.
-    base, base_s = baseline_quality(stream, pairs, settings.k)
-    for name, q in base.items():
-        echo(f"  {name}: HR@{q.k} {q.hr:.4f}  NDCG@{q.k} {q.ndcg:.4f}")
+    vectors = _judge_vectors(stream, settings, echo)
+    base, base_s = baseline_answers(stream, pairs, k)
+    models: dict[str, dict[str, Any]] = {}
+    ranks: dict[str, list[int]] = {}
+
+    def add(name: str, answers: Mapping[str, list[str]]) -> None:
+        models[name] = judge.judge(pairs, answers, k, len(stream.items), subsets, vectors)
+        ranks[name] = protocol.ranks(pairs, answers, k)
+
+    for name, answers in base.items():
+        add(name, answers)
+        q = models[name]
+        echo(f"  {name}: HR@{k} {q[f'hr@{k}']:.4f}  NDCG@{k} {q[f'ndcg@{k}']:.4f}")
 
     out = settings.report_dir(run_id)
     stack, initial_model = _prepare_models(settings, stack, stream, out, echo)
-    retrain = None
-    if settings.retrain_after_warmup:
-        base_url = f"http://{stack.host}:{stack.trainer_port}"
-        retrain = lambda: _retrain(base_url, settings.retrain_timeout_s, echo)  # noqa: E731
+    variants = [SYSTEM, WITHOUT_TEXT] if settings.ablation else [SYSTEM]
+    stacks = {name: _variant_stack(settings, stack, out, name) for name in variants}
+    runs = {}
+    for name in variants:
+        runs[name] = system.run_system(settings, stacks[name], stream, name, echo)
+        add(name, {e: a.items for e, a in runs[name].joiner.answers.items()})
+    # The system first, the baselines after it, as the tables and plots read.
+    models = {name: models[name] for name in [*variants, *base]}
+    ranks = {name: ranks[name] for name in models}
 
-    started_here = False
-    if settings.start_stack:
-        from services.stack.control import up_detached
-
-        echo("starting the embedded stack")
-        with _trainer_on_demand_only(settings.retrain_after_warmup):
-            up_detached(stack)
-        started_here = True
-    try:
-        joiner, times, retraining = _replay(settings, stack, stream, echo, retrain)
-    finally:
-        if started_here:
-            from services.stack.control import down
-
-            echo("stopping the embedded stack")
-            down(stack)
-
-    answers = {e: a.items for e, a in joiner.answers.items()}
-    system = protocol.score(pairs, answers, settings.k)
-    measured = delivery.measure(joiner, times.sent_at, times.clicks_started, times.clicks_flushed)
-    k = settings.k
+    runtime = {name: _runtime(run, stream, k) for name, run in runs.items()}
+    main = runtime[SYSTEM]
     result: dict[str, Any] = {
         "run_id": run_id,
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -121,10 +145,13 @@ def run(
             "limit": settings.limit,
             "k": k,
             "warmup_fraction": settings.warmup_fraction,
-            "bootstrap": _bootstrap(settings, stack),
-            "stack_started_here": started_here,
+            "withhold_fraction": settings.withhold_fraction,
+            "seed": settings.seed,
+            "bootstrap": system.bootstrap(settings, stack),
+            "stack_started_here": runs[SYSTEM].started_here,
             "initial_model": initial_model,
             "retrain_after_warmup": settings.retrain_after_warmup,
+            "ablation": settings.ablation,
             "model_repository": str(stack.model_repository),
             # Compared with the field's default, not StackSettings(): that reads the
             # environment, where STREAMREC_MODEL_REPOSITORY may point elsewhere.
@@ -134,31 +161,115 @@ def run(
         "stream": stream.summary(),
         "quality": {
             "pairs": len(pairs),
-            "models": {"system": system.as_dict(), **{n: q.as_dict() for n, q in base.items()}},
+            "subsets": subsets.sizes(),
+            "models": models,
             # Which scorer version answered each judged click: after a retraining, the
             # judged clicks are answered by the new version (or, if it was kept, the old).
-            "by_model_version": {
-                v: q.as_dict() for v, q in by_version(pairs, joiner.answers, k).items()
-            },
+            "by_model_version": main.pop("by_model_version"),
             "goal": {
                 f"hr@{k}": settings.goal_hr,
                 f"ndcg@{k}": settings.goal_ndcg,
-                "met": system.hr >= settings.goal_hr and system.ndcg >= settings.goal_ndcg,
+                "met": models[SYSTEM][f"hr@{k}"] >= settings.goal_hr
+                and models[SYSTEM][f"ndcg@{k}"] >= settings.goal_ndcg,
+            },
+            "verdicts": judge.verdicts(models, SYSTEM, list(base), k),
+        },
+        **{key: value for key, value in main.items() if key not in ("stages", "series")},
+        "ablation": _ablation(models, runtime, k) if settings.ablation else None,
+        "stages": {name: r["stages"] for name, r in runtime.items() if r["stages"]},
+        "series": {
+            "hit_rate": judge.rolling_hit_rate(ranks),
+            "latency_histogram_ms": {
+                name: r["series"]["latency_histogram_ms"] for name, r in runtime.items()
+            },
+            "throughput": {
+                name: r["series"]["throughput"]
+                for name, r in runtime.items()
+                if "throughput" in r["series"]
             },
         },
-        "retraining": retraining,
+    }
+    result["durations_s"]["baselines"] = round(base_s, 1)
+    json_path, md_path = report.write(result, out)
+    echo(f"report: {json_path} and {md_path} (and the plots beside them)")
+    return result, out
+
+
+def _runtime(run: system.SystemRun, stream: ReplayStream, k: int) -> dict[str, Any]:
+    """One variant's delivery, cost and stage figures, as the report stores them."""
+    times = run.times
+    measured = delivery.measure(
+        run.joiner, times.sent_at, times.clicks_started, times.clicks_flushed
+    )
+    series = dict(measured.series)
+    if "throughput" in series:
+        rates = series["throughput"]
+        cores = system.cpu_cores(run, measured.started, rates["bin_s"], len(rates["t_s"]))
+        if cores is not None:
+            series["throughput"] = {**rates, "cpu_cores": cores}
+    return {
+        "retraining": run.retraining,
         "completeness": measured.completeness,
         "latency_ms": measured.latency_ms,
         "throughput": _throughput(measured.throughput, measured.completeness, times.paused_s),
+        "cpu": system.cpu_figures(run, stream),
+        "text_embeddings": system.switch_check(run),
         "durations_s": {
-            "baselines": round(base_s, 1),
             "catalog": round(times.catalog_ready - times.catalog_started, 1),
             "produce_clicks": round(times.clicks_flushed - times.clicks_started, 1),
         },
+        "by_model_version": {
+            v: q.as_dict()
+            for v, q in by_version(
+                protocol.consecutive_pairs(stream.clicks, stream.split), run.joiner.answers, k
+            ).items()
+        },
+        "stages": run.stages,
+        "series": series,
     }
-    json_path, md_path = report.write(result, out)
-    echo(f"report: {json_path} and {md_path}")
-    return result, out
+
+
+def _ablation(
+    models: Mapping[str, Mapping[str, Any]], runtime: Mapping[str, Mapping[str, Any]], k: int
+) -> dict[str, Any]:
+    """The system with and without the items' text embeddings, side by side."""
+
+    def row(name: str) -> dict[str, Any]:
+        q, r = models[name], runtime[name]
+        cpu = r["cpu"] or {}
+        latency = r["latency_ms"]["end_to_end"]
+        return {
+            **{fig: judge.figure(q, fig, k) for fig in judge.COMPARED},
+            "withheld_first_click_hr": (q.get("withheld_first_click") or {}).get(f"hr@{k}"),
+            "cpu_s_per_1000_clicks": (cpu.get("whole_replay") or {}).get("cpu_s_per_1000_clicks"),
+            "cpu_s_per_1000_judged_clicks": (cpu.get("judged") or {}).get("cpu_s_per_1000_clicks"),
+            "clicks_per_s": r["throughput"].get("clicks_per_s"),
+            **{f"latency_{p}_ms": latency.get(p) for p in ("p50", "p95", "p99")},
+        }
+
+    other = runtime[WITHOUT_TEXT]
+    return {
+        "variant": WITHOUT_TEXT,
+        "setting": f"{system.TEXT_SETTING}=false",
+        "with_text_embeddings": row(SYSTEM),
+        "without_text_embeddings": row(WITHOUT_TEXT),
+        **{key: value for key, value in other.items() if key not in ("stages", "series")},
+    }
+
+
+def _variant_stack(
+    settings: EvalSettings, stack: StackSettings, out: Path, variant: str
+) -> StackSettings:
+    """With a retraining in each of several variants, each serves its own copy of the
+    initial repository: the first's retrained version must not be the second's start."""
+    if not (settings.ablation and settings.retrain_after_warmup):
+        return stack
+    from services.eval import warmup_model
+
+    repository = warmup_model.copy_repository(stack.model_repository, out / variant)
+    return stack.model_copy(
+        update={"model_repository": repository, "run_dir": out / variant / "stack"}
+    )
 
 
 def _throughput(
@@ -229,122 +340,3 @@ def _prepare_models(
         # Its own run folder: the trainer's event log must hold this run's clicks only.
         update.update(trainer=True, run_dir=out / "stack")
     return stack.model_copy(update=update), initial
-
-
-@contextlib.contextmanager
-def _trainer_on_demand_only(active: bool) -> Iterator[None]:
-    """While the stack starts: its trainer retrains only when asked (no timer, no click
-    count, no drift), so the replay decides when the one retraining happens; and with no
-    shadow trial, as the replay sends no clicks while it waits for the decision."""
-    if not active:
-        yield
-        return
-    names = {
-        "STREAMREC_TRAINER_INTERVAL_S": "0",
-        "STREAMREC_TRAINER_EVERY_CLICKS": "0",
-        "STREAMREC_TRAINER_DRIFT": "false",
-        "STREAMREC_TRAINER_SHADOW_S": "0",
-    }
-    saved = {name: os.environ.get(name) for name in names}
-    os.environ.update(names)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-def _retrain(base_url: str, timeout_s: float, echo: Callable[[str], None]) -> dict[str, Any]:
-    import httpx
-
-    from services.trainer.client import request_training, wait_for_job
-
-    job = request_training(base_url)
-    echo(f"warm-up answered; the trainer retrains (job {job}; minutes)")
-    try:
-        done = wait_for_job(base_url, job, timeout_s)
-    except (httpx.HTTPError, TimeoutError) as exc:
-        raise RuntimeError(f"waiting for retraining job {job} failed: {exc}") from exc
-    echo(
-        f"retraining {done.get('state')}: {done.get('decision')} "
-        f"(version {done.get('version')}; {done.get('reason')})"
-    )
-    if done.get("state") != "done":
-        raise RuntimeError(f"the retraining did not run: {done.get('reason')}")
-    return done
-
-
-def _bootstrap(settings: EvalSettings, stack: StackSettings) -> str:
-    return settings.bootstrap or stack.bootstrap
-
-
-def _worker_urls(settings: EvalSettings, stack: StackSettings) -> list[str]:
-    if settings.worker_urls:
-        return list(settings.worker_urls)
-    return [
-        f"http://{stack.host}:{stack.worker_web_port + i}/healthz" for i in range(stack.workers)
-    ]
-
-
-def _replay(
-    settings: EvalSettings,
-    stack: StackSettings,
-    stream: ReplayStream,
-    echo: Callable[[str], None],
-    retrain: Callable[[], dict[str, Any]] | None = None,
-) -> tuple[Joiner, ReplayTimes, dict[str, Any] | None]:
-    # Explicit bootstrap over the environment's; security settings still come from it.
-    kafka = KafkaSettings(bootstrap=_bootstrap(settings, stack))
-    probe = WorkerProbe(_worker_urls(settings, stack)) if settings.wait_catalog else None
-    replayer = Replayer(
-        kafka, probe, rate=settings.rate, catalog_timeout_s=settings.catalog_timeout_s
-    )
-    times = ReplayTimes()
-    echo(f"sending the catalog ({len(stream.items)} items) and waiting for the workers")
-    replayer.send_catalog(stream, times)
-    echo(f"catalog in after {times.catalog_ready - times.catalog_started:.1f}s")
-
-    joiner = Joiner(c.event_id for c in stream.clicks)
-    n = len(stream.clicks)
-    sent_bar = Progress("clicks sent", n, "click", enabled=settings.progress, position=0)
-    got_bar = Progress("answers received", n, "rec", enabled=settings.progress, position=1)
-    collector = KafkaCollector(kafka, joiner, on_answer=got_bar.update)
-    retraining = None
-    # Positioned at the topics' ends before the first click goes out.
-    collector.start()
-    try:
-        if retrain is not None:
-            # The warm-up first, answered in full, so the trainer's log holds all of it;
-            # the judged clicks go out once the retraining has decided.
-            replayer.send_clicks(stream, times, sent_bar.update, part=slice(None, stream.split))
-            if not collector.wait(
-                idle_s=settings.idle_timeout_s,
-                settle_s=0.0,
-                since=times.clicks_flushed,
-                settled=stream.split,
-            ):
-                raise RuntimeError(
-                    f"only {joiner.settled} of the {stream.split} warm-up clicks were answered"
-                )
-            paused_at = time.monotonic()
-            retraining = retrain()
-            times.paused_s = time.monotonic() - paused_at
-            replayer.send_clicks(stream, times, sent_bar.update, part=slice(stream.split, None))
-        else:
-            replayer.send_clicks(stream, times, on_sent=sent_bar.update)
-        sent_bar.close()
-        complete = collector.wait(
-            idle_s=settings.idle_timeout_s, settle_s=settings.settle_s, since=times.clicks_flushed
-        )
-    finally:
-        collector.stop()
-        got_bar.close()
-    if not complete:
-        echo(
-            f"stopped waiting: {joiner.settled} of {n} clicks have an outcome and nothing came "
-            f"for {settings.idle_timeout_s:.0f}s"
-        )
-    return joiner, times, retraining

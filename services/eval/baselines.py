@@ -131,5 +131,8 @@ def replay(
     return answers
 
 
-def default_baselines() -> list[OnlineRecommender]:
-    return [Popularity(), CoVisitationKNN()]
+def default_baselines(seed: int = 0) -> list[OnlineRecommender]:
+    """Popularity, co-visitation item-kNN and river's BiasedMF (``biased_mf.py``)."""
+    from services.eval.biased_mf import BiasedMFBaseline
+
+    return [Popularity(), CoVisitationKNN(), BiasedMFBaseline(seed=seed)]

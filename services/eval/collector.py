@@ -21,6 +21,10 @@ from services.contract.events import CLICKS_DLQ, RECOMMENDATIONS
 from services.kafka.io import consumer, partitions_at_end, records
 from services.kafka.settings import KafkaSettings
 
+# How the worker words a reason that only text similarity gives (services/recommender/
+# explain.py): a list carrying one was shaped by the items' text embeddings.
+TEXT_REASON = "similar description to"
+
 
 @dataclass(frozen=True)
 class Answer:
@@ -31,6 +35,8 @@ class Answer:
     worker_latency_ms: float | None
     degraded: bool
     model_version: str | None = None
+    segment: int | str | None = None
+    text_reason: bool = False  # some item is there for its text's similarity
 
 
 class Joiner:
@@ -68,6 +74,13 @@ class Joiner:
             worker_latency_ms=float(latency) if isinstance(latency, int | float) else None,
             degraded=bool(value.get("degraded", False)),
             model_version=str(value.get("model_version")),
+            segment=value.get("segment"),
+            text_reason=any(
+                str(reason).startswith(TEXT_REASON)
+                for i in items
+                if isinstance(i, dict)
+                for reason in i.get("reasons") or ()
+            ),
         )
         return True
 

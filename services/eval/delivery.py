@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from services.eval.collector import Joiner
 
@@ -32,11 +34,53 @@ def summarize(values: Sequence[float]) -> dict[str, float]:
     return out
 
 
+def latency_histogram(values: Sequence[float], bins: int = 40) -> dict[str, list[float]]:
+    """Counts in ``bins`` log-spaced bins from the smallest value (at least 1 ms) to the
+    largest: flat out, latencies span four orders of magnitude."""
+    if not values:
+        return {"edges": [], "counts": []}
+    low, high = max(1.0, min(values)), max(max(values), 1.0)
+    edges = np.geomspace(low, high * 1.0001, bins + 1) if high > low else np.array([low, low + 1])
+    counts, _ = np.histogram(np.clip(values, edges[0], edges[-1]), bins=edges)
+    return {"edges": [round(float(e), 2) for e in edges], "counts": counts.tolist()}
+
+
+def bin_seconds(span_s: float, max_bins: int = 300) -> float:
+    """A bin width of 1, 2, 5, 10, 20, ... s giving at most ``max_bins`` bins over the span."""
+    for width in (1, 2, 5, 10, 20, 30, 60, 120, 300, 600):
+        if span_s / width <= max_bins:
+            return float(width)
+    return math.ceil(span_s / max_bins)
+
+
+def throughput_series(
+    produced: Sequence[float], answered: Sequence[float], start: float, bin_s: float
+) -> dict[str, Any]:
+    """Clicks produced and answers received per second, in ``bin_s`` bins from ``start``."""
+    end = max([*produced, *answered], default=start)
+    bins = max(1, math.ceil((end - start) / bin_s))
+    edges = start + bin_s * np.arange(bins + 1)
+
+    def rate(times: Sequence[float]) -> list[float]:
+        counts, _ = np.histogram(np.asarray(times, float), bins=edges)
+        return [round(float(c) / bin_s, 2) for c in counts]
+
+    return {
+        "bin_s": bin_s,
+        "t_s": [round(float(e - start), 3) for e in edges[:-1]],
+        "produced_per_s": rate(produced),
+        "answered_per_s": rate(answered),
+    }
+
+
 @dataclass(frozen=True)
 class Delivery:
     completeness: dict[str, Any]
     latency_ms: dict[str, dict[str, float]]
     throughput: dict[str, float]
+    # For the plots: the latency histograms and rates per time bin (from ``started``).
+    series: dict[str, Any] = field(default_factory=dict)
+    started: float = math.nan  # time.monotonic() of the first click produced
 
 
 def measure(
@@ -86,8 +130,20 @@ def measure(
         "produce_clicks_per_s": round(len(sent) / produce_span, 1) if produce_span > 0 else 0.0,
         "produce_s": round(produce_span, 3),
     }
+    received = [joiner.answers[e].received_at for e in answered]
+    series: dict[str, Any] = {
+        "latency_histogram_ms": {
+            "end_to_end": latency_histogram(end_to_end),
+            "in_worker": latency_histogram(in_worker),
+        },
+    }
+    if sent_at:
+        bin_s = bin_seconds(span if span > 0 else 1.0)
+        series["throughput"] = throughput_series(list(sent_at.values()), received, first, bin_s)
     return Delivery(
         completeness=completeness,
         latency_ms={"end_to_end": summarize(end_to_end), "in_worker": summarize(in_worker)},
         throughput=throughput,
+        series=series,
+        started=first,
     )

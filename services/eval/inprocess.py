@@ -12,12 +12,12 @@ size here), and the item encoder (MiniLM runs here, not in Triton; same weights)
 
     python -m services.eval.inprocess --model triton_models/scorer/1/model.onnx
     python -m services.eval.inprocess --model none          # the collaborative fallback
+    python -m services.eval.inprocess --no-text-embeddings  # IDs and collaborative only
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import itertools
 import json
 import logging
@@ -28,11 +28,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from models.serving import RANK_INPUTS, RANK_OUTPUT, OnnxModel, run_ranker
 from services.eval import protocol
 from services.eval.app import baseline_quality
+from services.eval.item_vectors import item_embeddings
 from services.eval.stream import ReplayStream, load_stream
 from services.recommender.app import in_memory_core
 from services.recommender.embeddings import EmbeddingIndex
@@ -41,8 +40,6 @@ from services.recommender.scorer import FusedScorer, Scored, ScoringBatch
 from services.recommender.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
-
-CACHE_DIR = Path(".run/cache")
 
 
 class LocalRankerScorer:
@@ -55,26 +52,6 @@ class LocalRankerScorer:
     async def score(self, batch: ScoringBatch) -> Scored:
         (scores,) = run_ranker(self.model, [batch.request])
         return Scored(scores, self.version)
-
-
-def item_embeddings(stream: ReplayStream, cache_dir: Path = CACHE_DIR) -> EmbeddingIndex:
-    """MiniLM vectors of the stream's catalog, cached on disk by the items' text."""
-    from models.item_text import item_text
-    from models.text_encoder import TextEncoder
-
-    texts = [item_text(i) for i in stream.items]
-    digest = hashlib.sha256("\x1e".join(texts).encode()).hexdigest()[:16]
-    path = cache_dir / f"item-embeddings-{digest}.npy"
-    if path.exists():
-        vectors = np.load(path)
-    else:
-        vectors = TextEncoder().encode(texts, progress=True)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, vectors)
-    index = EmbeddingIndex(capacity=max(1024, len(texts)))
-    for item, vector in zip(stream.items, vectors, strict=True):
-        index.upsert(item.item_id, vector)
-    return index
 
 
 @dataclass(frozen=True)
@@ -172,6 +149,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--diversity", type=float, default=RankingConfig.diversity)
     parser.add_argument("--max-candidates", type=int, default=RankingConfig.max_candidates)
     parser.add_argument(
+        "--no-text-embeddings",
+        action="store_true",
+        help="rank on IDs and collaborative signals only (the worker's text_embeddings off)",
+    )
+    parser.add_argument(
         "--collaborative-weight",
         type=float,
         default=WorkerSettings.model_fields["collaborative_weight"].default,
@@ -179,7 +161,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    config = replace(RankingConfig(), diversity=args.diversity, max_candidates=args.max_candidates)
+    config = replace(
+        RankingConfig(),
+        diversity=args.diversity,
+        max_candidates=args.max_candidates,
+        text_embeddings=not args.no_text_embeddings,
+    )
     model = None if args.model == "none" else Path(args.model)
     result = run(
         model,

@@ -24,6 +24,7 @@ class ReplayTimes:
     clicks_started: float = 0.0
     clicks_flushed: float = 0.0
     paused_s: float = 0.0  # between the replay's parts (a retraining), not sending
+    paused_from: float = 0.0  # when that pause began
 
 
 class Replayer:

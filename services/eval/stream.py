@@ -9,8 +9,10 @@ its ``.inter`` file, which :func:`services.data.movielens.load_clicks` already r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
 
 from services.contract.events import ClickEvent, ItemEvent
 
@@ -22,18 +24,33 @@ def order_clicks(clicks: Sequence[ClickEvent]) -> list[ClickEvent]:
     return sorted(clicks, key=lambda c: c.ts)
 
 
+def choose_withheld(item_ids: Iterable[str], fraction: float, seed: int) -> frozenset[str]:
+    """A seeded ``fraction`` of the distinct ``item_ids`` (rounded), the same for any order."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"the withheld fraction must be in [0, 1), got {fraction}")
+    ids = sorted(set(item_ids))
+    n = round(len(ids) * fraction)
+    if n == 0:
+        return frozenset()
+    picked = np.random.default_rng(seed).choice(len(ids), size=n, replace=False)
+    return frozenset(ids[i] for i in picked.tolist())
+
+
 @dataclass(frozen=True)
 class ReplayStream:
     """The catalog and the time-ordered clicks of one replay.
 
     ``split`` is the index of the first test click: the clicks before it only warm the
-    system (and the baselines) up.
+    system (and the baselines) up. ``withheld`` items had their warm-up clicks taken out
+    (:meth:`withhold`): they are cold when the judged part begins.
     """
 
     dataset: str
     items: list[ItemEvent]
     clicks: list[ClickEvent]
     split: int
+    withheld: frozenset[str] = frozenset()
+    withheld_warmup_clicks: int = 0  # warm-up clicks taken out for them
 
     @classmethod
     def build(
@@ -53,6 +70,25 @@ class ReplayStream:
         ordered = order_clicks(clicks)[:limit]
         return cls(dataset, list(items), ordered, int(len(ordered) * warmup_fraction))
 
+    def withhold(self, fraction: float, seed: int) -> ReplayStream:
+        """The stream without the warm-up clicks on a seeded ``fraction`` of the catalog.
+
+        The items are drawn from the catalog (or, without one, from the clicked items) and
+        keep their catalog events; only their clicks before ``split`` go, so the judged
+        part is exactly as before and the withheld items enter it never clicked: the
+        system can know them by their text only, the baselines not at all.
+        """
+        pool = [i.item_id for i in self.items] or [c.item_id for c in self.clicks]
+        withheld = choose_withheld(pool, fraction, seed)
+        warmup = [c for c in self.clicks[: self.split] if c.item_id not in withheld]
+        return replace(
+            self,
+            clicks=warmup + self.clicks[self.split :],
+            split=len(warmup),
+            withheld=withheld,
+            withheld_warmup_clicks=self.split - len(warmup),
+        )
+
     def for_run(self, run_id: str) -> ReplayStream:
         """The same stream with every event_id and user_id prefixed by ``run_id``.
 
@@ -66,7 +102,7 @@ class ReplayStream:
             )
             for c in self.clicks
         ]
-        return ReplayStream(self.dataset, self.items, clicks, self.split)
+        return replace(self, clicks=clicks)
 
     @property
     def test_clicks(self) -> int:
@@ -81,16 +117,27 @@ class ReplayStream:
             "warmup_clicks": self.split,
             "test_clicks": self.test_clicks,
             "order": ORDER_DESCRIPTION,
+            "withheld_items": len(self.withheld),
+            "withheld_warmup_clicks": self.withheld_warmup_clicks,
         }
 
 
 def load_stream(
-    dataset: str, *, warmup_fraction: float = 0.8, limit: int | None = None, seed: int = 0
+    dataset: str,
+    *,
+    warmup_fraction: float = 0.8,
+    limit: int | None = None,
+    seed: int = 0,
+    withhold_fraction: float = 0.0,
 ) -> ReplayStream:
-    """``ml-100k`` (from the hash-checked cache) or ``synthetic`` as a replay stream."""
+    """``ml-100k`` (from the hash-checked cache) or ``synthetic`` as a replay stream,
+    ``withhold_fraction`` of its items withheld from the warm-up (seeded by ``seed``)."""
     from services.cli import _load_dataset
 
     if dataset not in ("ml-100k", "synthetic"):
         raise ValueError(f"unknown dataset {dataset!r}; use ml-100k or synthetic")
     items, clicks = _load_dataset(dataset, seed)
-    return ReplayStream.build(dataset, items, clicks, warmup_fraction=warmup_fraction, limit=limit)
+    stream = ReplayStream.build(
+        dataset, items, clicks, warmup_fraction=warmup_fraction, limit=limit
+    )
+    return stream.withhold(withhold_fraction, seed) if withhold_fraction else stream

@@ -56,6 +56,10 @@ from services.recommender.timing import BatchTimer
 
 log = logging.getLogger(__name__)
 
+# A user's text vector when ranking ignores text embeddings: empty, as the feature store's
+# user row has it when no vector was computed.
+NO_VECTOR = np.zeros(0, np.float32)
+
 
 @dataclass(frozen=True)
 class Click:
@@ -70,7 +74,7 @@ class _Accepted:
 
     click: Click
     user: UserState
-    vector: np.ndarray  # the user's embedding (mean of recent items' text embeddings)
+    vector: np.ndarray  # mean of recent items' text embeddings; empty if ranking ignores them
     segment: int | None
     judged: list[Judged] = field(default_factory=list)  # this click's verdict on the last lists
 
@@ -99,6 +103,17 @@ class RankingConfig:
     # MMR weight of diversity against the ranker's score (0: pure score order); see
     # docs/BENCHMARKS.md for the NDCG cost of the default.
     diversity: float = 0.1
+    # False ranks on item IDs and collaborative signals only, as if no language model had
+    # read the items (the evaluation's ablation): candidates come from co-visitation, the
+    # trending and popular lists only (no semantic neighbours, so no cold start by text);
+    # no user segments (they cluster users by the text vectors of what they clicked), so
+    # the segment-affinity feature is 0 as for a worker without segments; the ranker gets a
+    # zero vector for every item (its input for an item whose text it does not know: it
+    # then scores on the side features alone, the model's input shape unchanged); MMR has
+    # no similarity to trade against, so lists are in score order; no user vector is
+    # written to the feature store. The catalog is still embedded as it arrives: only
+    # ranking ignores the vectors.
+    text_embeddings: bool = True
 
 
 class Segmenter(Protocol):
@@ -250,9 +265,10 @@ class RecommenderCore:
             user.record(
                 ev.event_id, ev.item_id, ts, self.config.recent_items, self.config.seen_limit
             )
-            vector = self.embeddings.user_vector(user.recent)
-            segment, reduced = None, []
-            if self.segments is not None:
+            vector, segment, reduced = NO_VECTOR, None, []
+            if self.config.text_embeddings:
+                vector = self.embeddings.user_vector(user.recent)
+            if self.segments is not None and self.config.text_embeddings:
                 # Read-only: the centroids learn ``reduced`` when the record is applied.
                 reduced = self.segments.reduce(vector)
                 segment = self.segments.segment_of(reduced)
@@ -328,21 +344,32 @@ class RecommenderCore:
             acc, c = accepted[row], cands[row]
             n = len(c.items)
             order = mmr(
-                scored.scores[i][:n],
-                self.embeddings.vectors(c.items),
-                self.config.top_k,
-                self.config.diversity,
+                scored.scores[i][:n], self._vectors(c.items), self.config.top_k, self._diversity
             )
             items = [c.items[j] for j in order]
             acc.user.show("shadow", acc.click.event.event_id, version, acc.segment, items)
 
+    @property
+    def _diversity(self) -> float:
+        # Without text vectors every item is similar to nothing: MMR would be score order
+        # anyway, and 0 says so exactly and skips its work.
+        return self.config.diversity if self.config.text_embeddings else 0.0
+
+    def _vectors(self, items: Sequence[str]) -> np.ndarray:
+        """The items' text embeddings, or zero rows when ranking ignores them."""
+        if self.config.text_embeddings:
+            return self.embeddings.vectors(items)
+        return np.zeros((len(items), self.embeddings.dim), np.float32)
+
     def _candidates(self, accepted: list[_Accepted]) -> list[cand.Candidates]:
         limit = self.config.max_candidates
-        semantic = self.embeddings.nearest(
-            np.stack([a.vector for a in accepted]),
-            round(limit * cand.SEMANTIC_SHARE),
-            exclude=[a.user.seen for a in accepted],
-        )
+        semantic: Sequence[Sequence[tuple[str, float]]] = [()] * len(accepted)
+        if self.config.text_embeddings:
+            semantic = self.embeddings.nearest(
+                np.stack([a.vector for a in accepted]),
+                round(limit * cand.SEMANTIC_SHARE),
+                exclude=[a.user.seen for a in accepted],
+            )
         out = []
         for acc, near in zip(accepted, semantic, strict=True):
             view = None
@@ -374,7 +401,7 @@ class RecommenderCore:
             candidates[i, : len(c.items)] = [rows[item] for item in c.items]
         features = cand.pad_features(cands, width)
         request = RankRequest(
-            items=self.embeddings.vectors(list(rows)),
+            items=self._vectors(list(rows)),
             history_idx=history,
             candidate_idx=candidates,
             side=model_side(features),
@@ -391,9 +418,9 @@ class RecommenderCore:
         now: datetime,
     ) -> Recommendation:
         n = len(c.items)
-        vectors = self.embeddings.vectors(c.items)
-        order = mmr(scores[:n], vectors, self.config.top_k, self.config.diversity)
-        recent_vectors = self.embeddings.vectors(acc.user.recent[:10])
+        vectors = self._vectors(c.items)
+        order = mmr(scores[:n], vectors, self.config.top_k, self._diversity)
+        recent_vectors = self._vectors(acc.user.recent[:10])
         items = [
             RecommendedItem(
                 item_id=c.items[i],

@@ -1,11 +1,15 @@
-"""The in-process online baselines on a toy stream, every answer computed by hand."""
+"""The in-process online baselines on toy streams: popularity and co-visitation answers
+computed by hand; river's BiasedMF learning tastes, deterministically."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import numpy as np
+
 from services.contract.events import ClickEvent
 from services.eval.baselines import CoVisitationKNN, Popularity, replay
+from services.eval.biased_mf import BiasedMFBaseline
 from services.eval.protocol import consecutive_pairs, score
 
 T0 = datetime(1998, 1, 1, tzinfo=UTC)
@@ -68,3 +72,56 @@ def test_covisitation_beats_popularity_on_a_stream_with_sequences() -> None:
     pop = score(pairs, replay(Popularity(), stream, wanted, k=1), k=1)
     assert knn.hr == 1.0
     assert pop.hr < knn.hr
+
+
+def grouped_stream(n_users: int = 60, seed: int = 0) -> list[ClickEvent]:
+    """Two tastes: even users click 8 of items a0-a9, odd users 8 of b0-b9, interleaved.
+
+    Both halves of the catalog are equally popular, so only who-clicks-what separates them.
+    """
+    rng = np.random.default_rng(seed)
+    plans = []
+    for u in range(n_users):
+        prefix = "a" if u % 2 == 0 else "b"
+        plans.append([f"{prefix}{i}" for i in rng.permutation(10)[:8]])
+    order = [
+        (f"u{u}", item)
+        for step in range(8)
+        for u, plan in enumerate(plans)
+        for item in [plan[step]]
+    ]
+    return clicks(*order)
+
+
+def test_biased_mf_learns_tastes_online_and_beats_random_on_pairs() -> None:
+    stream = grouped_stream()
+    pairs = consecutive_pairs(stream, split=len(stream) // 2)
+    wanted = {p.event_id for p in pairs}
+    mf = score(pairs, replay(BiasedMFBaseline(seed=0), stream, wanted, k=3), k=3)
+    # Random among the 20 items less the user's seen ones: at most 3 / 16 per pair.
+    assert mf.answered == mf.pairs > 100
+    assert mf.hr > 1.5 * 3 / 16
+    pop = score(pairs, replay(Popularity(), stream, wanted, k=3), k=3)
+    assert mf.hr > pop.hr  # the tastes, not just the counts
+
+
+def test_biased_mf_is_deterministic_given_its_seed() -> None:
+    stream = grouped_stream(n_users=20)
+    wanted = {c.event_id for c in stream[-20:]}
+    first = replay(BiasedMFBaseline(seed=7), stream, wanted, k=5)
+    assert replay(BiasedMFBaseline(seed=7), stream, wanted, k=5) == first
+    assert replay(BiasedMFBaseline(seed=8), stream, wanted, k=5) != first
+
+
+def test_biased_mf_ranks_as_rivers_own_predictions_less_seen_items() -> None:
+    model = BiasedMFBaseline(seed=1)
+    for c in grouped_stream(n_users=10):
+        model.observe(c)
+    river = model.model
+    for user in ("u0", "u1"):
+        seen = model.seen[user]
+        known = [i for i in (f"{p}{n}" for p in "ab" for n in range(10)) if i not in seen]
+        by_river = sorted(known, key=lambda i: -river.predict_one(user, i))
+        assert model.recommend(user, 5) == by_river[:5]
+        assert not set(model.recommend(user, 20)) & seen
+    assert model.recommend("nobody", 3)  # a new user gets the item biases' top

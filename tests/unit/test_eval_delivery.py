@@ -1,4 +1,4 @@
-"""Joining answers to clicks, completeness, percentiles, the catalog wait and the report."""
+"""Joining answers to clicks, completeness, percentiles, the plots' series, the catalog wait."""
 
 from __future__ import annotations
 
@@ -6,15 +6,20 @@ import io
 import json
 import math
 import sys
-from pathlib import Path
 
 import pytest
 
 from services.contract import codec
 from services.eval.collector import Joiner
-from services.eval.delivery import measure, percentile, summarize
+from services.eval.delivery import (
+    bin_seconds,
+    latency_histogram,
+    measure,
+    percentile,
+    summarize,
+    throughput_series,
+)
 from services.eval.progress import Progress
-from services.eval.report import markdown, write
 from services.eval.workers import catalog_ready
 
 
@@ -99,50 +104,30 @@ def test_progress_prints_plain_lines_without_tqdm(monkeypatch: pytest.MonkeyPatc
     assert out.getvalue().splitlines() == ["sent: 2/3 click", "sent: 2/3 click"]
 
 
-def sample_report() -> dict[str, object]:
-    quality = {"hr@10": 0.2, "ndcg@10": 0.1, "k": 10, "pairs": 5, "answered": 5, "hits": 1}
-    nan = float("nan")
-    empty = {"p50": nan, "p95": nan, "p99": nan, "max": nan, "mean": nan, "count": 0}
-    return {
-        "run_id": "eval-1",
-        "settings": {"k": 10, "rate": 0.0, "stack_started_here": True},
-        "stream": {
-            "dataset": "toy",
-            "clicks": 10,
-            "users": 2,
-            "items": 3,
-            "warmup_clicks": 8,
-            "test_clicks": 2,
-            "order": "by time",
-        },
-        "quality": {
-            "pairs": 5,
-            "models": {"system": quality, "popularity": quality},
-            "goal": {"hr@10": 0.2, "ndcg@10": 0.1, "met": True},
-        },
-        "completeness": {
-            "clicks_sent": 10,
-            "dead_lettered": 0,
-            "accepted": 10,
-            "answered": 10,
-            "missing": 0,
-            "duplicate_answers": 0,
-            "degraded_answers": 0,
-        },
-        "latency_ms": {"end_to_end": empty, "in_worker": empty},
-        "throughput": {
-            "clicks_per_s": nan,
-            "first_produce_to_last_answer_s": nan,
-            "produce_clicks_per_s": 5.0,
-        },
-    }
+def test_measure_gives_the_series_the_plots_draw() -> None:
+    joiner = Joiner(["e1", "e2", "e3"])
+    for event_id, at in (("e1", 10.2), ("e2", 11.5), ("e3", 11.9)):
+        joiner.add_recommendation(rec(event_id), received_at=at)
+    sent_at = {"e1": 10.0, "e2": 10.1, "e3": 10.2}
+    d = measure(joiner, sent_at, clicks_started=10.0, clicks_flushed=10.2)
+    rates = d.series["throughput"]
+    assert rates["bin_s"] == 1.0 and rates["t_s"] == [0.0, 1.0]
+    assert rates["produced_per_s"] == [3.0, 0.0] and rates["answered_per_s"] == [1.0, 2.0]
+    hist = d.series["latency_histogram_ms"]["end_to_end"]
+    assert sum(hist["counts"]) == 3 and hist["edges"][0] == 200.0
+    assert d.started == 10.0
 
 
-def test_report_writes_standard_json_and_a_markdown_table(tmp_path: Path) -> None:
-    json_path, md_path = write(sample_report(), tmp_path / "out")
-    data = json.loads(json_path.read_text())
-    assert data["throughput"]["clicks_per_s"] is None  # NaN written as null
-    text = md_path.read_text()
-    assert "| system | 0.2000 | 0.1000 | 5 / 5 |" in text
-    assert "meets the goal" in text and "flat out" in text
-    assert text == markdown(data)
+def test_latency_histogram_bins_logarithmically_and_keeps_every_value() -> None:
+    values = [1.0, 10.0, 100.0, 1000.0, 0.2]
+    hist = latency_histogram(values, bins=3)
+    assert len(hist["edges"]) == 4 and hist["edges"][0] == 1.0
+    assert hist["edges"][1] == pytest.approx(10.0, rel=1e-3)
+    assert sum(hist["counts"]) == len(values)  # below 1 ms counts in the first bin
+    assert latency_histogram([]) == {"edges": [], "counts": []}
+
+
+def test_throughput_bins_stay_few_on_long_replays() -> None:
+    assert bin_seconds(30) == 1.0 and bin_seconds(301) == 2.0 and bin_seconds(2000) == 10.0
+    series = throughput_series([0.0, 0.5], [3.5], start=0.0, bin_s=2.0)
+    assert series["t_s"] == [0.0, 2.0] and series["answered_per_s"] == [0.0, 0.5]
