@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import faust
@@ -39,6 +39,14 @@ from services.recommender.embeddings import EmbeddingIndex
 from services.recommender.encoder import ItemEncoder
 from services.recommender.feed import FeedSharedState
 from services.recommender.feed_reader import FeedReader
+from services.recommender.metrics import (
+    CONTENT_TYPE,
+    ConsumerLag,
+    FaustOffsets,
+    WorkerExporter,
+    WorkerGauges,
+    WorkerMetrics,
+)
 from services.recommender.pipeline import Click, RankingConfig, RecommenderCore
 from services.recommender.scorer import CircuitBreaker, LinearScorer, Scorer
 from services.recommender.segments import SegmentConfig, UserSegmenter
@@ -50,17 +58,6 @@ from services.recommender.timing import StageTimes
 from services.recommender.transport import App as StreamRecFaustApp
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class WorkerMetrics:
-    clicks: int = 0
-    recommendations: int = 0
-    dead_letters: int = 0
-    duplicates: int = 0
-    degraded: int = 0
-    items: int = 0
-    batches: int = 0
 
 
 class FaustUserStateStore:
@@ -153,15 +150,32 @@ def create_app(
             recent_items=settings.recent_items,
             seen_limit=settings.seen_limit,
             diversity=settings.diversity,
+            text_embeddings=settings.text_embeddings,
         ),
         embeddings=embeddings,
         segments=segmenter,
         shared=shared,
         shadow=shadow,
     )
+
+    def gauges() -> WorkerGauges:
+        return WorkerGauges(
+            catalog_items=len(catalog),
+            embedded_items=len(embeddings),
+            items_pending_embedding=len(updater.pending),
+            users_in_memory=len(users.data),
+            scorer_breaker_open=breaker.is_open,
+            feed_lag=feed.lag,
+            shadow_version=shadow.version if shadow is not None else None,
+            shadow_scored_clicks=shadow.scored_clicks if shadow is not None else 0,
+            shadow_failures=shadow.failures if shadow is not None else 0,
+        )
+
+    exporter = WorkerExporter(metrics, gauges, ConsumerLag(FaustOffsets(app)))
     app.streamrec_core = core  # type: ignore[attr-defined]  # for tests and the health page
     app.streamrec_metrics = metrics  # type: ignore[attr-defined]
     app.streamrec_stage_times = stage_times  # type: ignore[attr-defined]
+    app.streamrec_exporter = exporter  # type: ignore[attr-defined]
     within = settings.batch_ms / 1000.0
 
     async def dead_letter(event: Any, error: str) -> Awaitable[Any]:
@@ -175,6 +189,7 @@ def create_app(
             key=event.key,
         )
         metrics.dead_letters += 1
+        exporter.dead_letter(msg.topic)
         log.warning("dead-lettered %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, error)
         return await out.send(dlq[msg.topic], event.key, codec.encode(record))
 
@@ -193,6 +208,8 @@ def create_app(
             decode_started = time.perf_counter()
             pending: list[Awaitable[Any]] = []
             batch: list[Click] = []
+            # Each click's Kafka timestamp, for the click-to-recommendation histogram.
+            kafka_ts: dict[str, float | None] = {}
             for event in events:
                 msg = event.message
                 try:
@@ -207,6 +224,7 @@ def create_app(
                     pending.append(await dead_letter(event, exc.reason))
                     continue
                 batch.append(Click(click, msg.partition, received))
+                kafka_ts.setdefault(click.event_id, msg.timestamp)
             decoded = time.perf_counter() - decode_started
             result = await core.process(batch)
             timer = result.timer
@@ -215,6 +233,7 @@ def create_app(
                 pending.append(
                     await out.send(RECOMMENDATIONS, rec.user_id.encode(), codec.encode(rec))
                 )
+                exporter.answered(kafka_ts.get(rec.event_id))
             pending.extend(result.published)  # this batch's item-activity records
             timer.lap("publish")
             await core.write_features(result)
@@ -224,6 +243,7 @@ def create_app(
             await asyncio.gather(*pending)
             timer.lap("delivery")
             stage_times.record(timer, len(events))
+            exporter.batch(timer, len(events), result.recommendations)
             metrics.clicks += len(events)
             metrics.recommendations += len(result.recommendations)
             metrics.duplicates += len(result.duplicates)
@@ -310,6 +330,12 @@ def create_app(
             },
             status=200 if ready else 503,
         )
+
+    @app.page("/metrics")
+    async def prometheus_metrics(web: Any, request: Any) -> Any:
+        """Prometheus text exposition (services/recommender/metrics.py)."""
+        # As a header: aiohttp refuses a content_type argument that carries a charset.
+        return web.bytes(await exporter.scrape(), headers={"Content-Type": CONTENT_TYPE})
 
     @app.page("/stages")
     async def stages(web: Any, request: Any) -> Any:

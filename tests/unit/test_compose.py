@@ -1,10 +1,13 @@
-"""Static checks of the production stack: docker-compose.yml, Dockerfile and .dockerignore.
+"""Static checks of the production stack: docker-compose.yml, Dockerfile and .dockerignore,
+and the Prometheus and Grafana configuration under deploy/.
 
 No Docker engine is needed: the compose file is parsed with PyYAML and held to the rules
 the stack depends on (health-gated start-up, loopback-only ports, a GPU for Triton, Kafka
-in KRaft mode, files that exist). Each rule is a function returning a list of problems,
-so every rule is also run against a deliberately broken stack to show it can fail.
-When a Docker engine answers, ``docker compose config`` validates the file as well.
+in KRaft mode, files that exist, Prometheus scraping what the workers and Triton serve, a
+dashboard that queries only metrics the worker registers). Each rule is a function
+returning a list of problems, so every rule is also run against a deliberately broken
+stack to show it can fail. When a Docker engine answers, ``docker compose config``
+validates the file as well.
 """
 
 from __future__ import annotations
@@ -20,12 +23,16 @@ from typing import Any
 import pytest
 import yaml
 
+from services.recommender.metrics import WorkerExporter, WorkerMetrics
 from services.stack.tools import TRITON_PYTHON_REQUIREMENTS
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
+PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+GRAFANA = ROOT / "deploy" / "grafana"
+DASHBOARD = GRAFANA / "dashboards" / "streamrec.json"
 
 Compose = dict[str, Any]
 
@@ -253,7 +260,8 @@ def test_stack_follows_rule(compose: Compose, rule: Any) -> None:
 
 
 def test_stack_has_the_expected_services(compose: Compose) -> None:
-    assert {"kafka", "topics", "redis", "triton", "worker"} <= set(services_of(compose))
+    expected = {"kafka", "topics", "redis", "triton", "worker", "prometheus", "grafana"}
+    assert expected <= set(services_of(compose))
 
 
 def test_workers_wait_for_topics_and_every_backend(compose: Compose) -> None:
@@ -352,6 +360,205 @@ def test_kafka_keeps_its_log_on_a_volume_and_creates_no_topics(compose: Compose)
     env = environment_of(kafka)
     assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
     assert f"kafka-data:{env['KAFKA_LOG_DIRS']}" in kafka["volumes"]
+
+
+def test_prometheus_and_grafana_mount_their_config_from_the_repository(compose: Compose) -> None:
+    services = services_of(compose)
+    prometheus, grafana = services["prometheus"], services["grafana"]
+    assert binds_of(prometheus)["/etc/prometheus/prometheus.yml"] == (
+        "./deploy/prometheus/prometheus.yml",
+        True,
+    )
+    assert "--config.file=/etc/prometheus/prometheus.yml" in command_of(prometheus)
+    grafana_binds = binds_of(grafana)
+    assert grafana_binds["/etc/grafana/provisioning"] == ("./deploy/grafana/provisioning", True)
+    dashboards_source, read_only = grafana_binds[dashboards_path(GRAFANA / "provisioning")]
+    assert read_only and (ROOT / dashboards_source / DASHBOARD.name).is_file()
+    for target, (source, _) in {**binds_of(prometheus), **grafana_binds}.items():
+        assert (ROOT / source).exists(), f"{source} (mounted at {target}) is not in the repository"
+    assert grafana["depends_on"]["prometheus"]["condition"] == "service_healthy"
+
+
+def test_grafana_needs_an_admin_password_from_the_environment(compose: Compose) -> None:
+    env = environment_of(services_of(compose)["grafana"])
+    assert env["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD:?")
+
+
+# --------------------------------------------------------------------------------------
+# Prometheus and Grafana: what they scrape and query exists
+# --------------------------------------------------------------------------------------
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    with path.open(encoding="utf-8") as f:
+        data = yaml.safe_load(f)
+    assert isinstance(data, dict), f"{path} is not a YAML mapping"
+    return data
+
+
+def binds_of(service: dict[str, Any]) -> dict[str, tuple[str, bool]]:
+    """Container path -> (host source, read-only) for the short-syntax bind mounts."""
+    binds = {}
+    for entry in service.get("volumes") or []:
+        parts = str(entry).split(":")
+        if len(parts) >= 2 and parts[0].startswith("."):
+            binds[parts[1]] = (parts[0], "ro" in parts[2:])
+    return binds
+
+
+def container_ports(service: dict[str, Any]) -> set[int]:
+    """The container side of each published port (short syntax)."""
+    ports = set()
+    for port in service.get("ports") or []:
+        spec = str(port).split("/", 1)[0]
+        ports.add(int(spec.rsplit(":", 1)[-1]))
+    return ports
+
+
+def scrape_targets(config: dict[str, Any]) -> dict[str, list[tuple[str, int, str]]]:
+    """job_name -> (host, port, metrics path) for static targets and DNS discovery."""
+    jobs: dict[str, list[tuple[str, int, str]]] = {}
+    for job in config.get("scrape_configs") or []:
+        path = job.get("metrics_path", "/metrics")
+        targets = jobs.setdefault(job["job_name"], [])
+        for static in job.get("static_configs") or []:
+            for target in static.get("targets") or []:
+                host, _, port = str(target).rpartition(":")
+                targets.append((host, int(port), path))
+        for dns in job.get("dns_sd_configs") or []:
+            targets += [(name, int(dns["port"]), path) for name in dns.get("names") or []]
+    return jobs
+
+
+def check_prometheus_scrapes_the_stack(compose: Compose, config: dict[str, Any]) -> list[str]:
+    """Every worker replica and Triton's metrics port are scraped, on ports they serve."""
+    services = services_of(compose)
+    jobs = scrape_targets(config)
+    problems = []
+    worker = services.get("worker")
+    if worker is None:
+        return ["no worker service"]
+    env = environment_of(worker)
+    port = int(env.get("STREAMREC_WORKER_WEB_PORT", "6066"))
+    if env.get("STREAMREC_WORKER_WEB_HOST") != "0.0.0.0":
+        problems.append("worker: its web server does not listen on the project network")
+    if ("worker", port, "/metrics") not in jobs.get("worker", []):
+        problems.append(f"no scrape of the worker service's /metrics on port {port}")
+    triton = services.get("triton")
+    if triton is None or 8002 not in container_ports(triton):
+        problems.append("triton does not serve its metrics port 8002")
+    if ("triton", 8002, "/metrics") not in jobs.get("triton", []):
+        problems.append("no scrape of triton:8002/metrics")
+    problems += [
+        f"job {job}: scrapes {host}, which is not a compose service"
+        for job, targets in jobs.items()
+        for host, _, _ in targets
+        if host not in services and host != "localhost"
+    ]
+    return problems
+
+
+def dashboards_path(provisioning: Path) -> str:
+    (provider,) = load_yaml(provisioning / "dashboards" / "streamrec.yml")["providers"]
+    return str(provider["options"]["path"])
+
+
+def dashboard_queries(dashboard: dict[str, Any]) -> list[str]:
+    return [
+        target["expr"]
+        for panel in dashboard["panels"]
+        for target in panel.get("targets") or []
+        if target.get("expr")
+    ]
+
+
+def worker_series_names() -> set[str]:
+    """Every series name the worker's registry can expose, as Prometheus stores them."""
+    suffixes = {
+        "counter": ("_total",),
+        "histogram": ("_bucket", "_count", "_sum"),
+        "info": ("_info",),
+        "gauge": ("",),
+    }
+    names = set()
+    for family in WorkerExporter(WorkerMetrics()).registry.collect():
+        names |= {family.name + suffix for suffix in suffixes[family.type]}
+    return names
+
+
+def check_dashboard_queries(dashboard: dict[str, Any], registered: set[str]) -> list[str]:
+    return [
+        f"the dashboard queries {name}, which the worker does not register"
+        for expr in dashboard_queries(dashboard)
+        for name in re.findall(r"\bstreamrec_\w+", expr)
+        if name not in registered
+    ]
+
+
+@pytest.fixture(scope="module")
+def prometheus_config() -> dict[str, Any]:
+    return load_yaml(PROMETHEUS_CONFIG)
+
+
+@pytest.fixture(scope="module")
+def dashboard() -> dict[str, Any]:
+    data = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return data
+
+
+def test_prometheus_scrapes_every_worker_and_triton(
+    compose: Compose, prometheus_config: dict[str, Any]
+) -> None:
+    assert check_prometheus_scrapes_the_stack(compose, prometheus_config) == []
+
+
+def test_prometheus_does_not_scrape_the_trainer(prometheus_config: dict[str, Any]) -> None:
+    # It has no metrics page (/healthz, /status and POST /train only).
+    hosts = {
+        host for targets in scrape_targets(prometheus_config).values() for host, _, _ in targets
+    }
+    assert "trainer" not in hosts
+
+
+def test_the_dashboard_queries_only_metrics_the_worker_registers(
+    dashboard: dict[str, Any],
+) -> None:
+    registered = worker_series_names()
+    assert check_dashboard_queries(dashboard, registered) == []
+    queried = {n for e in dashboard_queries(dashboard) for n in re.findall(r"\b\w+", e)}
+    # The panels the stack is watched by: throughput, stages, latency, batch size, DLQ and
+    # degraded rates, lag, the model version, and Triton's own request rate and queue time.
+    assert {
+        "streamrec_clicks_total",
+        "streamrec_recommendations_total",
+        "streamrec_stage_seconds_bucket",
+        "streamrec_click_to_recommendation_seconds_bucket",
+        "streamrec_batch_clicks_bucket",
+        "streamrec_dead_letters_total",
+        "streamrec_degraded_recommendations_total",
+        "streamrec_consumer_lag_messages",
+        "streamrec_model_info",
+        "nv_inference_request_success",
+        "nv_inference_queue_duration_us",
+    } <= queried
+
+
+def test_grafana_provisions_the_data_source_the_dashboard_uses(
+    compose: Compose, dashboard: dict[str, Any]
+) -> None:
+    (source,) = load_yaml(GRAFANA / "provisioning" / "datasources" / "prometheus.yml")[
+        "datasources"
+    ]
+    host, _, port = source["url"].removeprefix("http://").partition(":")
+    prometheus = services_of(compose)[host]
+    assert int(port) in container_ports(prometheus)
+    uids = {
+        target["datasource"]["uid"]
+        for panel in dashboard["panels"]
+        for target in panel.get("targets") or []
+    }
+    assert uids == {source["uid"]}
 
 
 # --------------------------------------------------------------------------------------
@@ -597,6 +804,78 @@ def test_rule_reports_broken_stack(rule: Any, stack: Compose, expected: str) -> 
     assert any(expected in problem for problem in problems), problems
 
 
+def _scraped_stack(worker_env: dict[str, str]) -> Compose:
+    return _stack(
+        worker={"environment": worker_env},
+        triton={"ports": ["127.0.0.1:8002:8002"]},
+    )
+
+
+_WORKER_ENV = {"STREAMREC_WORKER_WEB_HOST": "0.0.0.0", "STREAMREC_WORKER_WEB_PORT": "6066"}
+_SCRAPES = {
+    "scrape_configs": [
+        {"job_name": "worker", "dns_sd_configs": [{"names": ["worker"], "port": 6066}]},
+        {"job_name": "triton", "static_configs": [{"targets": ["triton:8002"]}]},
+    ]
+}
+
+
+@pytest.mark.parametrize(
+    ("stack", "config", "expected"),
+    [
+        pytest.param(
+            _scraped_stack({**_WORKER_ENV, "STREAMREC_WORKER_WEB_PORT": "7000"}),
+            _SCRAPES,
+            "on port 7000",
+            id="worker-port-moved",
+        ),
+        pytest.param(
+            _scraped_stack({**_WORKER_ENV, "STREAMREC_WORKER_WEB_HOST": "127.0.0.1"}),
+            _SCRAPES,
+            "does not listen on the project network",
+            id="worker-on-loopback",
+        ),
+        pytest.param(
+            _stack(worker={"environment": _WORKER_ENV}, triton={"ports": []}),
+            _SCRAPES,
+            "metrics port 8002",
+            id="triton-without-metrics-port",
+        ),
+        pytest.param(
+            _scraped_stack(_WORKER_ENV),
+            {
+                "scrape_configs": [
+                    *_SCRAPES["scrape_configs"],
+                    {"job_name": "x", "static_configs": [{"targets": ["workers:6066"]}]},
+                ]
+            },
+            "workers, which is not a compose service",
+            id="target-not-a-service",
+        ),
+        pytest.param(
+            _scraped_stack(_WORKER_ENV),
+            {"scrape_configs": _SCRAPES["scrape_configs"][1:]},
+            "no scrape of the worker",
+            id="workers-not-scraped",
+        ),
+    ],
+)
+def test_scrape_rule_reports_broken_config(
+    stack: Compose, config: dict[str, Any], expected: str
+) -> None:
+    assert check_prometheus_scrapes_the_stack(_scraped_stack(_WORKER_ENV), _SCRAPES) == []
+    problems = check_prometheus_scrapes_the_stack(stack, config)
+    assert any(expected in problem for problem in problems), problems
+
+
+def test_dashboard_rule_reports_a_renamed_metric() -> None:
+    dashboard = {"panels": [{"targets": [{"expr": "rate(streamrec_click_total[5m])"}]}]}
+    problems = check_dashboard_queries(dashboard, worker_series_names())
+    assert problems == [
+        "the dashboard queries streamrec_click_total, which the worker does not register"
+    ]
+
+
 @pytest.mark.parametrize(
     ("port", "host_ip"),
     [
@@ -669,9 +948,11 @@ def test_docker_compose_config_accepts_the_file() -> None:
     reason = _why_docker_compose_cannot_run()
     if reason is not None:
         pytest.skip(reason)
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_ADMIN_KEY"}
-    refused = _compose_config(env)
-    assert refused.returncode != 0, "compose ran without TRITON_ADMIN_KEY"
-    assert "TRITON_ADMIN_KEY" in refused.stderr
-    accepted = _compose_config({**env, "TRITON_ADMIN_KEY": "test-admin-key"})
+    secrets = {"TRITON_ADMIN_KEY": "test-admin-key", "GRAFANA_ADMIN_PASSWORD": "test-password"}
+    env = {k: v for k, v in os.environ.items() if k not in secrets}
+    for missing in secrets:
+        refused = _compose_config({**env, **secrets, missing: ""})
+        assert refused.returncode != 0, f"compose ran without {missing}"
+        assert missing in refused.stderr
+    accepted = _compose_config({**env, **secrets})
     assert accepted.returncode == 0, accepted.stderr
