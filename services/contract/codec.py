@@ -73,6 +73,12 @@ def _load_object(raw: bytes | None, max_bytes: int) -> dict[str, Any]:
     return obj
 
 
+def validate_event(model: type[E], obj: dict[str, Any]) -> E:
+    """``model`` from a parsed object, or an :class:`EventDecodeError` that names each bad
+    field in one line (what the DLQ records and the CLI print)."""
+    return _validate(model, obj)
+
+
 def _validate(model: type[E], obj: dict[str, Any]) -> E:
     try:
         return model.model_validate(obj)
