@@ -66,6 +66,11 @@ def run_demo(settings: StackSettings, n_clicks: int, rate: float, keep: bool) ->
 
         producer = threading.Thread(target=send, daemon=True)
         producer.start()
+        if settings.dashboard:
+            click.echo(
+                f"   live dashboard: http://{settings.host}:{settings.dashboard_port}/ "
+                "(`streamrec demo --keep` leaves it up afterwards)"
+            )
         click.echo("4/4 live recommendations (every 250th shown):")
         got: dict[str, float] = {}
         latency: dict[str, float] = {}

@@ -34,7 +34,7 @@ def unique() -> str:
 def stack_settings(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     from services.stack.settings import StackSettings
 
-    ports = free_ports(6)
+    ports = free_ports(7)
     run_dir: Path = tmp_path_factory.mktemp("stack")
     return StackSettings(
         broker_port=ports[0],
@@ -43,6 +43,7 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no
         triton_metrics_port=ports[3],
         worker_web_port=ports[4],
         trainer_port=ports[5],
+        dashboard_port=ports[6],
         run_dir=run_dir,
         topic_partitions=4,
     )

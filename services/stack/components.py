@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -62,6 +63,41 @@ def trainer_environment(settings: StackSettings) -> dict[str, str]:
         }
     )
     return env
+
+
+def dashboard_environment(settings: StackSettings) -> dict[str, str]:
+    """The dashboard watches this stack: its broker, workers, trainer (if any) and Triton."""
+    env = dict(os.environ)
+    workers = [
+        f"http://{settings.host}:{settings.worker_web_port + i}" for i in range(settings.workers)
+    ]
+    trainer = f"http://{settings.host}:{settings.trainer_port}" if settings.trainer else ""
+    env.update(
+        {
+            "STREAMREC_KAFKA_BOOTSTRAP": settings.bootstrap,
+            "STREAMREC_DASHBOARD_HOST": settings.host,
+            "STREAMREC_DASHBOARD_PORT": str(settings.dashboard_port),
+            "STREAMREC_DASHBOARD_WORKER_URLS": json.dumps(workers),
+            "STREAMREC_DASHBOARD_TRAINER_URL": trainer,
+            "STREAMREC_DASHBOARD_TRITON_URL": settings.triton_http_url,
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+def dashboard_component(settings: StackSettings) -> Component:
+    """Started last: healthy once it reads the topics from their ends, so every answer the
+    stack gives from `up` on reaches the page."""
+    url = settings.dashboard_url
+    return Component(
+        name="dashboard",
+        argv=[sys.executable, "-m", "services.dashboard"],
+        healthy=partial(health.http_ok, f"{url}/healthz"),
+        endpoint=f"{url}/",
+        env=dashboard_environment(settings),
+        stop_timeout_s=10.0,
+    )
 
 
 def build_components(settings: StackSettings) -> list[Component]:
@@ -139,4 +175,5 @@ def build_components(settings: StackSettings) -> list[Component]:
                 stop_timeout_s=30.0,
             )
         )
-    return [broker, tritonserver, *trainer, *workers]
+    dashboard = [dashboard_component(settings)] if settings.dashboard else []
+    return [broker, tritonserver, *trainer, *workers, *dashboard]

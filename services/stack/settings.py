@@ -20,22 +20,38 @@ class StackSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STREAMREC_", frozen=True, extra="ignore")
 
     host: str = Field(default="127.0.0.1", description="address every component binds to")
-    broker_port: int = 9092
-    triton_http_port: int = 8000
-    triton_grpc_port: int = 8001
-    triton_metrics_port: int = 8002
+    broker_port: int = Field(default=9092, description="the tansu broker's Kafka port")
+    triton_http_port: int = Field(default=8000, description="Triton HTTP (health, model control)")
+    triton_grpc_port: int = Field(default=8001, description="Triton gRPC (the workers' inference)")
+    triton_metrics_port: int = Field(default=8002, description="Triton's Prometheus metrics")
     worker_web_port: int = Field(default=6066, description="first worker's HTTP port")
-    workers: int = Field(default=1, ge=1, le=16)
+    workers: int = Field(default=1, ge=1, le=16, description="recommender workers to run")
     trainer: bool = Field(default=True, description="run the trainer service (retraining)")
     trainer_port: int = Field(default=6070, description="the trainer's HTTP port")
-    topic_partitions: int = Field(default=4, ge=1)
-    run_dir: Path = REPO_ROOT / ".run"
-    tools_dir: Path = REPO_ROOT / ".tools"
-    model_repository: Path = REPO_ROOT / "triton_models"
-    triton_models: tuple[str, ...] = ("scorer", "item_encoder")
-    startup_timeout_s: float = 120.0
+    dashboard: bool = Field(default=True, description="run the live dashboard")
+    dashboard_port: int = Field(default=6080, description="the dashboard's HTTP port")
+    topic_partitions: int = Field(
+        default=4, ge=1, description="partitions of the contract topics, created at start"
+    )
+    run_dir: Path = Field(
+        default=REPO_ROOT / ".run", description="logs, state.json, worker and Feast data"
+    )
+    tools_dir: Path = Field(
+        default=REPO_ROOT / ".tools", description="tritonserver and its Python environment"
+    )
+    model_repository: Path = Field(
+        default=REPO_ROOT / "triton_models", description="the repository Triton serves"
+    )
+    triton_models: tuple[str, ...] = Field(
+        default=("scorer", "item_encoder"), description="models loaded at start (JSON list)"
+    )
+    startup_timeout_s: float = Field(
+        default=120.0, description="longest a component may take to turn healthy"
+    )
     max_restarts: int = Field(default=5, description="per component, within restart_window_s")
-    restart_window_s: float = 300.0
+    restart_window_s: float = Field(
+        default=300.0, description="window in which max_restarts are counted"
+    )
 
     def to_env(self) -> dict[str, str]:
         """These settings as ``STREAMREC_`` variables, for a process that reads its own."""
@@ -57,6 +73,10 @@ class StackSettings(BaseSettings):
     @property
     def triton_http_url(self) -> str:
         return f"http://{self.host}:{self.triton_http_port}"
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://{self.host}:{self.dashboard_port}"
 
     @property
     def logs_dir(self) -> Path:

@@ -44,3 +44,44 @@ def test_each_worker_gets_the_stack_addresses_and_its_own_port(tmp_path: Path) -
         "7001",
     )
     assert env0["STREAMREC_WORKER_DATA_DIR"] != env1["STREAMREC_WORKER_DATA_DIR"]
+
+
+def test_the_dashboard_watches_this_stack_on_loopback_by_default(tmp_path: Path) -> None:
+    from services.stack.components import dashboard_component, dashboard_environment
+
+    s = StackSettings(
+        broker_port=1234,
+        worker_web_port=7000,
+        workers=2,
+        trainer_port=7100,
+        triton_http_port=8100,
+        dashboard_port=7200,
+        run_dir=tmp_path,
+    )
+    env = dashboard_environment(s)
+    assert env["STREAMREC_KAFKA_BOOTSTRAP"] == "127.0.0.1:1234"
+    assert env["STREAMREC_DASHBOARD_HOST"] == "127.0.0.1"
+    assert env["STREAMREC_DASHBOARD_PORT"] == "7200"
+    assert env["STREAMREC_DASHBOARD_WORKER_URLS"] == (
+        '["http://127.0.0.1:7000", "http://127.0.0.1:7001"]'
+    )
+    assert env["STREAMREC_DASHBOARD_TRAINER_URL"] == "http://127.0.0.1:7100"
+    assert env["STREAMREC_DASHBOARD_TRITON_URL"] == "http://127.0.0.1:8100"
+    assert dashboard_component(s).endpoint == "http://127.0.0.1:7200/"
+    no_trainer = dashboard_environment(s.model_copy(update={"trainer": False}))
+    assert no_trainer["STREAMREC_DASHBOARD_TRAINER_URL"] == ""
+
+
+def test_dashboard_settings_read_what_the_stack_passes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.dashboard.settings import DashboardSettings
+    from services.stack.components import dashboard_environment
+
+    assert DashboardSettings().host == "127.0.0.1"  # loopback unless asked otherwise
+    s = StackSettings(broker_port=1234, worker_web_port=7000, workers=2, trainer=False)
+    for key, value in dashboard_environment(s).items():
+        if key.startswith("STREAMREC_"):
+            monkeypatch.setenv(key, value)
+    d = DashboardSettings()
+    assert d.kafka.bootstrap == "127.0.0.1:1234"
+    assert d.worker_urls == ("http://127.0.0.1:7000", "http://127.0.0.1:7001")
+    assert d.trainer_url == "" and d.port == s.dashboard_port
