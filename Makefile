@@ -41,20 +41,15 @@ test-integration: install
 	.ci/services
 	$(PY) -m pytest -q -m integration
 
-# Streaming quality replay of ml-100k on a fresh stack (flat out; several minutes on 2 cores).
-# The report (JSON and Markdown) goes to .run/eval/<run id>/.
+# The streaming quality replay behind docs/eval/: ml-100k on fresh stacks, the ranker trained
+# on the warm-up only, with and without text embeddings, beside the baselines (flat out;
+# about 20 minutes on 2 cores). The report, JSON and plots go to .run/eval/<run id>/.
 eval: install
-	$(PY) -m services.eval --dataset ml-100k --start-stack
+	$(VENV)/bin/streamrec eval --dataset ml-100k --start-stack --train-on-warmup --ablation
 
 # Benchmarks, not tests: run on a quiet machine; results go to docs/BENCHMARKS.md.
 bench: install
-	$(PY) -m tests.bench.pipeline_hot_path --shadow-share 0.2
-	$(PY) -m models.scorer_bench --threads 2
-	$(PY) -m tests.bench.scorer_triton --users 1 --clients 32 --requests 3000
-	$(PY) -m tests.bench.scorer_triton --users 256 --clients 2 --requests 60
-	$(PY) -m tests.bench.encoder_triton --instances 2 --threads 1
-	$(PY) -m tests.bench.stack_load --rate 200 --clicks 3000 --flat-out 10000 --runs 3
-	$(PY) -m tests.bench.release_under_load --rate 200 --clicks 4000 --runs 2
+	$(VENV)/bin/streamrec bench
 
 lint: install
 	$(VENV)/bin/ruff check services models tests

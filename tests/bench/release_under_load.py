@@ -151,7 +151,12 @@ def main(argv: list[str] | None = None) -> int:
             if version.is_dir() and version.name.isdigit() and version.name != "1":
                 shutil.rmtree(version)
     settings = StackSettings().model_copy(
-        update={"trainer": False, "model_repository": repository, "run_dir": scratch / "run"}
+        update={
+            "trainer": False,
+            "dashboard": False,
+            "model_repository": repository,
+            "run_dir": scratch / "run",
+        }
     )
     kafka = KafkaSettings(bootstrap=settings.bootstrap)
     path = movielens.ensure_ml100k()

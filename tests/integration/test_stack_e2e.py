@@ -48,6 +48,7 @@ def stack_env(stack) -> dict[str, str]:  # type: ignore[no-untyped-def]
         "STREAMREC_TRITON_METRICS_PORT": str(stack.triton_metrics_port),
         "STREAMREC_WORKER_WEB_PORT": str(stack.worker_web_port),
         "STREAMREC_TRAINER_PORT": str(stack.trainer_port),
+        "STREAMREC_DASHBOARD_PORT": str(stack.dashboard_port),
     }
 
 
@@ -201,6 +202,7 @@ def test_status_cli_reports_every_component_healthy(stack) -> None:  # type: ign
     assert report["running"]
     assert {n: c["status"] for n, c in report["components"].items()} == {
         "broker": "healthy",
+        "dashboard": "healthy",
         "tritonserver": "healthy",
         "trainer": "healthy",
         "worker-0": "healthy",
