@@ -23,20 +23,40 @@ class FeatureSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="STREAMREC_FEAST_", frozen=True)
 
-    online_store: Literal["sqlite", "redis"] = "sqlite"
+    online_store: Literal["sqlite", "redis"] = Field(
+        default="sqlite",
+        description="Feast's online store: `sqlite` embedded, `redis` in production",
+    )
     # repr=False: the URL may carry a password, and settings objects end up in logs.
-    redis_url: str = Field(default="redis://127.0.0.1:6379/0", repr=False)
-    data_dir: Path = REPO_ROOT / ".run" / "feast"
-    project: str = Field(default="streamrec", pattern=r"^[A-Za-z0-9][A-Za-z0-9_]*$")
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        repr=False,
+        description="`redis[s]://[[user]:password@]host[:port][/db]` for the Redis store",
+    )
+    data_dir: Path = Field(
+        default=REPO_ROOT / ".run" / "feast",
+        description="registry, SQLite store and offline (training) log",
+    )
+    project: str = Field(
+        default="streamrec",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_]*$",
+        description="Feast project: keys in a shared Redis stay apart per project",
+    )
     # The offline log (parquet parts under data_dir, read by get_historical_features for
     # training) gets the rows each push writes online. They are buffered and flushed as one
     # part when this many are waiting or the oldest has waited this long (checked on each
     # push), and on close: a part per 10 ms micro-batch would be hundreds of thousands of
     # files a day. The cost: a crash loses the buffer from the log, not from the online
     # store. 0 seconds flushes on every push.
-    offline_log: bool = True
-    offline_flush_rows: int = Field(default=10_000, gt=0)
-    offline_flush_s: float = Field(default=30.0, ge=0)
+    offline_log: bool = Field(
+        default=True, description="also write each pushed row to the offline (training) log"
+    )
+    offline_flush_rows: int = Field(
+        default=10_000, gt=0, description="offline log: write a part once this many rows wait"
+    )
+    offline_flush_s: float = Field(
+        default=30.0, ge=0, description="offline log: or once the oldest has waited this long"
+    )
 
     @field_validator("redis_url")
     @classmethod

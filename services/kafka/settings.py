@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -17,12 +17,23 @@ class KafkaSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="STREAMREC_KAFKA_", frozen=True)
 
-    bootstrap: str = "127.0.0.1:9092"
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    ssl_cafile: str | None = None
+    bootstrap: str = Field(
+        default="127.0.0.1:9092",
+        description="HOST:PORT[,HOST:PORT...]; the stack sets it for the processes it starts",
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="passed to every client, librdkafka and Faust alike"
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None, description="for the SASL protocols"
+    )
+    sasl_username: str | None = Field(default=None, description="for the SASL protocols")
+    sasl_password: SecretStr | None = Field(
+        default=None, description="for the SASL protocols (never printed)"
+    )
+    ssl_cafile: str | None = Field(
+        default=None, description="CA bundle (PEM) that signed the brokers' certificates"
+    )
 
     def confluent_config(self) -> dict[str, Any]:
         """librdkafka configuration for confluent-kafka clients."""

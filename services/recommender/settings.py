@@ -17,12 +17,14 @@ class WorkerSettings(BaseSettings):
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     app_id: str = Field(default="streamrec", description="consumer group and table prefix")
-    topic_partitions: int = 4
+    topic_partitions: int = Field(default=4, description="partitions of the contract topics")
     triton_url: str = Field(default="127.0.0.1:8001", description="Triton gRPC address")
-    scorer_model: str = "scorer"
-    scorer_timeout_s: float = 2.0
-    encoder_model: str = "item_encoder"
-    encoder_timeout_s: float = 10.0
+    scorer_model: str = Field(default="scorer", description="Triton model that ranks")
+    scorer_timeout_s: float = Field(
+        default=2.0, description="a scorer call slower than this counts as a failure"
+    )
+    encoder_model: str = Field(default="item_encoder", description="Triton model that embeds items")
+    encoder_timeout_s: float = Field(default=10.0, description="longest an encoder call may take")
     encoder_retry_s: float = Field(
         default=2.0, description="retry embedding pending catalog items this often"
     )
@@ -37,6 +39,13 @@ class WorkerSettings(BaseSettings):
         ge=0.0,
         description="add this times the collaborative score to the ranker's (0: ranker alone)",
     )
+    # The language-model item embeddings' switch, for the evaluation's ablation (README,
+    # "Streaming evaluation"): off, the worker ranks on IDs and collaborative signals only
+    # (RankingConfig.text_embeddings says exactly what that leaves).
+    text_embeddings: bool = Field(
+        default=True,
+        description="rank with the items' text embeddings (false: IDs and collaborative only)",
+    )
     # Shadow scoring: while the trainer has a challenger loaded as <scorer_model>-shadow,
     # this share of users is also ranked by it (never published; judged by their next click).
     shadow_share: float = Field(
@@ -48,9 +57,11 @@ class WorkerSettings(BaseSettings):
     breaker_cooldown_s: float = Field(
         default=5.0, description="after a scorer failure, rank without it this long, then retry"
     )
-    worker_web_host: str = "127.0.0.1"
-    worker_web_port: int = 6066
-    worker_data_dir: Path = REPO_ROOT / ".run" / "worker-0"
+    worker_web_host: str = Field(default="127.0.0.1", description="address of /healthz, /metrics")
+    worker_web_port: int = Field(default=6066, description="port of /healthz, /metrics, /stages")
+    worker_data_dir: Path = Field(
+        default=REPO_ROOT / ".run" / "worker-0", description="Faust's local table data"
+    )
     fetch_max_wait_ms: int = Field(
         default=100,
         ge=20,
@@ -64,9 +75,11 @@ class WorkerSettings(BaseSettings):
     )
     batch_max: int = Field(default=256, description="clicks per micro-batch at most")
     batch_ms: float = Field(default=10.0, description="wait at most this long to fill a batch")
-    top_k: int = 10
-    max_candidates: int = 100
-    recent_items: int = 50
+    top_k: int = Field(default=10, description="items per recommendation")
+    max_candidates: int = Field(default=100, description="candidates the scorer ranks per click")
+    recent_items: int = Field(default=50, description="recent items kept per user")
     seen_limit: int = Field(default=2000, description="per user, items excluded from results")
-    max_value_bytes: int = 64 * 1024
-    log_level: str = "info"
+    max_value_bytes: int = Field(
+        default=64 * 1024, description="larger message values are dead-lettered"
+    )
+    log_level: str = Field(default="info", description="the worker's log level")

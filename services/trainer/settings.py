@@ -13,30 +13,41 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 class TrainerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STREAMREC_TRAINER_", frozen=True, extra="ignore")
 
-    model_repository: Path = REPO_ROOT / "triton_models"
-    model: str = "scorer"
+    model_repository: Path = Field(
+        default=REPO_ROOT / "triton_models",
+        description="Triton's model repository, where new versions are published",
+    )
+    model: str = Field(default="scorer", description="the model it retrains and releases")
     triton_http_url: str = Field(default="http://127.0.0.1:8000", description="model control")
     # docker-compose.yml restricts Triton's repository API to this key (TRITON_ADMIN_KEY).
     admin_key: str | None = Field(
         default=None,
         validation_alias=AliasChoices("STREAMREC_TRAINER_ADMIN_KEY", "TRITON_ADMIN_KEY"),
+        description=(
+            "sent as `admin-key` on Triton's model-control calls (trainer, `deploy`, "
+            "`rollback`) where Triton restricts that API"
+        ),
     )
-    host: str = "127.0.0.1"
+    host: str = Field(default="127.0.0.1", description="address of its HTTP page")
     port: int = Field(default=6070, description="HTTP: /healthz, /status, POST /train")
     data_dir: Path = Field(default=REPO_ROOT / ".run" / "trainer", description="event log")
     keep_versions: int = Field(default=3, ge=1, description="published versions kept")
 
     # When to retrain: whichever comes first (0 turns a trigger off).
-    interval_s: float = Field(default=3600.0, ge=0)
-    every_clicks: int = Field(default=20_000, ge=0)
+    interval_s: float = Field(default=3600.0, ge=0, description="retrain this often (s)")
+    every_clicks: int = Field(default=20_000, ge=0, description="retrain after this many clicks")
     min_clicks: int = Field(default=1_000, ge=1, description="no training on fewer clicks")
 
     # How: fine-tune from the serving version on everything before the holdout.
-    epochs: int = Field(default=2, ge=1)
-    patience: int = Field(default=1, ge=1)
-    seed: int = 0
-    holdout_fraction: float = Field(default=0.1, gt=0, lt=1)
-    max_eval_cases: int = Field(default=4_000, ge=1)
+    epochs: int = Field(default=2, ge=1, description="fine-tuning epochs at most")
+    patience: int = Field(default=1, ge=1, description="epochs without improvement that stop it")
+    seed: int = Field(default=0, description="for shuffling and initialisation")
+    holdout_fraction: float = Field(
+        default=0.1, gt=0, lt=1, description="newest share of clicks held out for the verdict"
+    )
+    max_eval_cases: int = Field(
+        default=4_000, ge=1, description="holdout cases the champion/challenger verdict uses"
+    )
 
     tensorrt: bool = Field(
         default=True, description="also build a TensorRT plan of each version on a GPU machine"
@@ -44,7 +55,9 @@ class TrainerSettings(BaseSettings):
 
     # Promote unless the challenger is worse than the champion by more than this share
     # on HR@10 or NDCG@10 (0.01: up to 1% worse still promotes, for fresher data).
-    tolerance: float = Field(default=0.01, ge=0, lt=1)
+    tolerance: float = Field(
+        default=0.01, ge=0, lt=1, description="largest HR@10/NDCG@10 loss that still promotes"
+    )
 
     # Drift: river ADWIN per segment on the online hit rate (a click on an item of the
     # user's last list is a hit); a drop retrains before the timer does.
