@@ -134,7 +134,6 @@ def create_app(
         feed,
         out,
     )
-    updater = CatalogUpdater(shared, encoder, features)
     breaker = CircuitBreaker(
         scorer or LinearScorer(), LinearScorer(), cooldown_s=settings.breaker_cooldown_s
     )
@@ -157,6 +156,8 @@ def create_app(
         shared=shared,
         shadow=shadow,
     )
+    # One outage record for both agents' writes: /healthz shows the store as one thing.
+    updater = CatalogUpdater(shared, encoder, features, outage=core.store_outage)
 
     def gauges() -> WorkerGauges:
         return WorkerGauges(
@@ -193,6 +194,8 @@ def create_app(
         log.warning("dead-lettered %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, error)
         return await out.send(dlq[msg.topic], event.key, codec.encode(record))
 
+    reject_unknown = settings.unknown_items == "dead-letter"
+
     @app.agent(clicks_topic, supervisor_strategy=CrashingSupervisor)
     # `stream` is a faust Stream; its StreamT protocol does not declare take_events.
     async def process_clicks(stream: Any) -> AsyncIterator[None]:
@@ -205,6 +208,8 @@ def create_app(
                 if not await shared.catch_up(settings.feed_catchup_timeout_s):
                     log.warning("feed not caught up after %.0fs", settings.feed_catchup_timeout_s)
             received = time.monotonic()
+            # The catalog as far as the feed has gone, for the unknown-item check below.
+            shared.sync()
             decode_started = time.perf_counter()
             pending: list[Awaitable[Any]] = []
             batch: list[Click] = []
@@ -223,7 +228,16 @@ def create_app(
                 except codec.EventDecodeError as exc:
                     pending.append(await dead_letter(event, exc.reason))
                     continue
-                batch.append(Click(click, msg.partition, received))
+                if reject_unknown and click.item_id not in catalog:
+                    # Not ranked on a guess: an id the catalog never saw is a typo, a test
+                    # id or an item published late; once it is, the DLQ record replays.
+                    reason = (
+                        f"unknown item_id {click.item_id!r}: not in the catalog (publish it "
+                        f"to '{ITEMS}', then `streamrec dlq replay`)"
+                    )
+                    pending.append(await dead_letter(event, reason))
+                    continue
+                batch.append(Click(click, msg.partition, received, msg.offset))
                 kafka_ts.setdefault(click.event_id, msg.timestamp)
             decoded = time.perf_counter() - decode_started
             result = await core.process(batch)
@@ -247,6 +261,12 @@ def create_app(
             metrics.clicks += len(events)
             metrics.recommendations += len(result.recommendations)
             metrics.duplicates += len(result.duplicates)
+            if result.redelivered:
+                log.warning(
+                    "answered %d click(s) again: read at offsets already in their users' "
+                    "state (redelivered after a restart)",
+                    len(result.redelivered),
+                )
             metrics.degraded += len(result.recommendations) if result.degraded else 0
             metrics.batches += 1
             yield None
@@ -326,6 +346,7 @@ def create_app(
                 "items_pending_embedding": len(updater.pending),
                 "users_in_memory": len(users.data),
                 "feed": shared.status(),
+                "feature_store": core.store_outage.to_json(),
                 **asdict(metrics),
             },
             status=200 if ready else 503,

@@ -20,7 +20,7 @@ from services.contract import codec
 from services.contract.events import ItemEmbedding, ItemEvent
 from services.features.store import OnlineFeatureStore
 from services.recommender.encoder import EncoderError, ItemEncoder
-from services.recommender.feature_rows import write_catalog_features
+from services.recommender.feature_rows import StoreOutage, write_catalog_features
 
 if TYPE_CHECKING:  # shared.py imports Catalog
     from services.recommender.shared import SharedState
@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 
 
 class Catalog:
-    """Latest catalog entry per item (by arrival); unknown items are still rankable."""
+    """Latest catalog entry per item (by arrival). The worker dead-letters clicks on items
+    it does not hold (`STREAMREC_UNKNOWN_ITEMS`); a core fed directly ranks them anyway."""
 
     def __init__(self) -> None:
         self.items: dict[str, ItemEvent] = {}
@@ -63,8 +64,10 @@ class CatalogUpdater:
         shared: SharedState,
         encoder: ItemEncoder | None,
         features: OnlineFeatureStore | None = None,
+        outage: StoreOutage | None = None,
     ) -> None:
         self.shared, self.encoder, self.features = shared, encoder, features
+        self.outage = outage
         self.pending: dict[str, ItemEvent] = {}
         self.failures = 0
         self.last_error: str | None = None
@@ -111,4 +114,4 @@ class CatalogUpdater:
         await asyncio.gather(*deliveries)
         # Feast's item_features rows (title, categories, embedding) of the embedded ones;
         # before the caller acknowledges, so a failed write is retried from Kafka.
-        await write_catalog_features(self.features, entries)
+        await write_catalog_features(self.features, entries, outage=self.outage)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -32,6 +33,10 @@ from services.recommender.windows import DAY_S, HOUR_S, KeyedWindows
 log = logging.getLogger(__name__)
 
 FEATURE_WRITE_ATTEMPTS = 3
+# Row times are built from integer microseconds (exact; a float epoch is not).
+ROW_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Retries of a failing store write back off up to this; while it fails the batch waits.
+MAX_WRITE_BACKOFF_S = 5.0
 
 R = TypeVar("R")
 
@@ -50,7 +55,7 @@ def user_row(
     """``user`` right after a click, with their vector and segment at that click."""
     return UserFeatures(
         user_id=user_id,
-        event_ts=datetime.fromtimestamp(user.last_ts, UTC),
+        event_ts=ROW_EPOCH + timedelta(microseconds=user.row_us),
         click_count=user.clicks,
         last_item_id=user.recent[0],
         recent_items=tuple(user.recent),
@@ -115,37 +120,83 @@ def catalog_rows(
     return rows
 
 
+@dataclass
+class StoreOutage:
+    """An ongoing failure to write the online store, as /healthz reports it."""
+
+    since: float | None = None  # time.time() of the first failure of the current outage
+    failures: int = 0  # failed attempts in the current outage
+    last_error: str | None = None
+    outages: int = 0  # outages seen since the worker started
+
+    def failed(self, exc: BaseException) -> None:
+        if self.since is None:
+            self.since = time.time()
+            self.outages += 1
+        self.failures += 1
+        self.last_error = f"{type(exc).__name__}: {exc}"
+
+    def recovered(self) -> None:
+        self.since, self.failures, self.last_error = None, 0, None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "down_for_s": None if self.since is None else round(time.time() - self.since, 1),
+            "failures": self.failures,
+            "last_error": self.last_error,
+            "outages": self.outages,
+        }
+
+
 async def push_with_retries(
     push: Callable[[Sequence[R]], int],
     rows: Sequence[R],
-    attempts: int = FEATURE_WRITE_ATTEMPTS,
+    attempts: int | None = FEATURE_WRITE_ATTEMPTS,
+    outage: StoreOutage | None = None,
 ) -> int:
-    """One push in a worker thread, retried with backoff; raises if it keeps failing."""
+    """One push in a worker thread, retried with backoff (capped at
+    ``MAX_WRITE_BACKOFF_S``). ``attempts=None`` retries until the write succeeds: a
+    worker waits out a store outage rather than acknowledge clicks whose features were
+    never written. Otherwise raises once ``attempts`` have failed."""
     if not rows:
         return 0
-    for attempt in range(1, attempts + 1):
+    attempt = 0
+    while True:
+        attempt += 1
         try:
-            return await asyncio.to_thread(push, rows)
+            written = await asyncio.to_thread(push, rows)
         except Exception as exc:  # the store's client raises many types
-            if attempt == attempts:
+            if outage is not None:
+                outage.failed(exc)
+            if attempts is not None and attempt >= attempts:
                 raise
-            log.warning("feature write failed (%s); retry %d", exc, attempt)
-            await asyncio.sleep(0.2 * 2**attempt)
-    raise AssertionError("unreachable")  # the loop returns or raises
+            delay = min(0.2 * 2**attempt, MAX_WRITE_BACKOFF_S)
+            log.warning("feature write failed (%s); retry %d in %.1fs", exc, attempt, delay)
+            await asyncio.sleep(delay)
+            continue
+        if outage is not None and outage.since is not None:
+            log.warning(
+                "feature store back after %.1fs and %d failed writes",
+                time.time() - outage.since,
+                outage.failures,
+            )
+            outage.recovered()
+        return written
 
 
 async def write_catalog_features(
     store: OnlineFeatureStore | None,
     items: Sequence[tuple[ItemEvent, np.ndarray | None]],
     now: datetime | None = None,
+    outage: StoreOutage | None = None,
 ) -> int:
     """Write the catalog rows of freshly embedded items; returns how many were written.
 
     The items agent calls it with the (item, vector) pairs it embedded, before it
-    acknowledges them, so a failed write is retried from Kafka. ``now`` defaults to the
-    wall clock (UTC).
+    acknowledges them; like the clicks' rows, the write is retried until the store takes
+    it. ``now`` defaults to the wall clock (UTC).
     """
     if store is None:
         return 0
     rows = catalog_rows(items, now or datetime.now(UTC))
-    return await push_with_retries(store.push_item_features, rows)
+    return await push_with_retries(store.push_item_features, rows, attempts=None, outage=outage)

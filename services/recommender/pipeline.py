@@ -38,6 +38,7 @@ from services.recommender.embeddings import EmbeddingIndex
 from services.recommender.explain import Evidence, reasons
 from services.recommender.feature_rows import (
     FeatureRows,
+    StoreOutage,
     item_activity_row,
     push_with_retries,
     user_row,
@@ -66,6 +67,7 @@ class Click:
     event: ClickEvent
     partition: int
     received_at: float  # time.monotonic() when the worker took the message
+    offset: int = -1  # where it was read from its partition; -1 outside Kafka
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,9 @@ class _Accepted:
 class BatchResult:
     recommendations: list[Recommendation] = field(default_factory=list)
     duplicates: list[ClickEvent] = field(default_factory=list)
+    # Clicks read again at the offset they were recorded at (after a crash): answered
+    # again, state unchanged.
+    redelivered: list[ClickEvent] = field(default_factory=list)
     degraded: bool = False
     # Newest feature row per user and a row per item clicked, for
     # :meth:`RecommenderCore.write_features`.
@@ -114,6 +119,10 @@ class RankingConfig:
     # written to the feature store. The catalog is still embedded as it arrives: only
     # ranking ignores the vectors.
     text_embeddings: bool = True
+    # Failed feature writes are retried this many times before the batch fails; None (the
+    # worker's choice) retries until the store answers, so an outage stalls the stream
+    # (lag grows, /healthz says why) instead of crash-looping the worker.
+    feature_write_attempts: int | None = None
 
 
 class Segmenter(Protocol):
@@ -163,6 +172,7 @@ class RecommenderCore:
         # are applied (counted): event ids published and not yet back, and items due a row.
         # Bounded: a record that never comes back (its worker died first) is forgotten.
         self._awaiting = RecentIds()
+        self.store_outage = StoreOutage()
         self._rows_due: dict[str, None] = {}
         self.shared.applier.on_activity = self._applied
 
@@ -255,16 +265,31 @@ class RecommenderCore:
             held = latest.get(ev.user_id)
             # A copy, so an earlier click's answer keeps the state as it was after that click.
             user = held[0].copy() if held else self.users.get(ev.user_id)
-            if user.has_event(ev.event_id):
-                # A replay of a click we already answered: no state change, no second answer.
+            recorded_at = user.offset_of(ev.event_id)
+            redelivered = recorded_at is not None and recorded_at == click.offset >= 0
+            if recorded_at is not None and not redelivered:
+                # The same click sent again: no state change, no second answer.
                 result.duplicates.append(ev)
                 continue
-            previous = user.recent[:COVIS_WINDOW]
-            judged = user.judge(ev.item_id)
-            ts = ev.ts.timestamp()
-            user.record(
-                ev.event_id, ev.item_id, ts, self.config.recent_items, self.config.seen_limit
-            )
+            judged: list[Judged] = []
+            if redelivered:
+                # The same message read again: the worker died after the user's state
+                # reached the changelog, maybe before the answer or the shared record
+                # reached the broker. Both go out again (the answer is idempotent by
+                # event_id, the feed drops a record it has applied); the state stays.
+                result.redelivered.append(ev)
+                previous = [i for i in user.recent if i != ev.item_id][:COVIS_WINDOW]
+            else:
+                previous = user.recent[:COVIS_WINDOW]
+                judged = user.judge(ev.item_id)
+                user.record(
+                    ev.event_id,
+                    ev.item_id,
+                    ev.ts.timestamp(),
+                    self.config.recent_items,
+                    self.config.seen_limit,
+                    offset=click.offset,
+                )
             vector, segment, reduced = NO_VECTOR, None, []
             if self.config.text_embeddings:
                 vector = self.embeddings.user_vector(user.recent)
@@ -273,7 +298,8 @@ class RecommenderCore:
                 reduced = self.segments.reduce(vector)
                 segment = self.segments.segment_of(reduced)
                 user.segment = segment
-            latest[ev.user_id] = (user, click.partition)
+            if not redelivered:
+                latest[ev.user_id] = (user, click.partition)
             activity = ItemActivity(
                 event_id=ev.event_id,
                 user_id=ev.user_id,
@@ -311,7 +337,8 @@ class RecommenderCore:
         for row, acc in enumerate(accepted):
             acc.user.shown.pop("shadow", None)  # a list from an old shadow is not judged
             user_id = acc.click.event.user_id
-            newest = latest[user_id][0] is acc.user
+            held = latest.get(user_id)  # none for a redelivered click: no state change
+            newest = held is not None and held[0] is acc.user
             if newest and self.shadow is not None and self.shadow.selected(user_id):
                 rows.append(row)
         if not rows:
@@ -489,9 +516,15 @@ class RecommenderCore:
         return FeatureRows(users, [row for row in rows if row is not None])
 
     async def write_features(self, result: BatchResult) -> None:
-        """One push of user rows and one of item rows per batch, each retried with backoff;
-        raises if either keeps failing."""
+        """One push of user rows and one of item rows per batch, each retried with backoff
+        until it is written (``store_outage`` tells /healthz while it is not): the batch
+        is acknowledged only after, so no offset is committed past an unwritten row."""
         if self.features is None:
             return
-        await push_with_retries(self.features.push_user_features, result.features.users)
-        await push_with_retries(self.features.push_item_activity, result.features.items)
+        retry = partial(
+            push_with_retries,
+            attempts=self.config.feature_write_attempts,
+            outage=self.store_outage,
+        )
+        await retry(self.features.push_user_features, result.features.users)
+        await retry(self.features.push_item_activity, result.features.items)

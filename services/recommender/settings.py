@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -81,5 +82,12 @@ class WorkerSettings(BaseSettings):
     seen_limit: int = Field(default=2000, description="per user, items excluded from results")
     max_value_bytes: int = Field(
         default=64 * 1024, description="larger message values are dead-lettered"
+    )
+    unknown_items: Literal["dead-letter", "accept"] = Field(
+        default="dead-letter",
+        description=(
+            "a click on an item the catalog has never seen: dead-letter it (replay it with "
+            "`streamrec dlq replay` once the item is published) or accept it"
+        ),
     )
     log_level: str = Field(default="info", description="the worker's log level")

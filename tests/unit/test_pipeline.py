@@ -11,6 +11,7 @@ from models.candidate_features import BASELINE_WEIGHTS
 from models.serving import RankRequest
 from services.contract.events import ItemEvent
 from services.features.store import InMemoryFeatureStore
+from services.recommender import feature_rows
 from services.recommender.app import in_memory_core
 from services.recommender.catalog import CatalogUpdater
 from services.recommender.embeddings import EmbeddingIndex
@@ -182,22 +183,82 @@ def test_features_are_written_once_per_batch_with_the_latest_row_per_user() -> N
     assert rows["u2"] is not None and rows["nobody"] is None
 
 
-def test_feature_write_failure_propagates_after_retries() -> None:
-    class Broken:
-        calls = 0
+class FlakyStore(InMemoryFeatureStore):
+    """The in-memory store, failing its first ``failures`` user writes."""
 
-        def push_user_features(self, rows):  # type: ignore[no-untyped-def]
-            Broken.calls += 1
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures, self.calls = failures, 0
+
+    def push_user_features(self, rows):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        if self.calls <= self.failures:
             raise ConnectionError("redis down")
+        return super().push_user_features(rows)
 
-        def get_user_features(self, user_ids):  # type: ignore[no-untyped-def]
-            return {}
 
-    core = in_memory_core(features=Broken())
+def test_feature_write_failure_propagates_after_the_configured_retries() -> None:
+    store = FlakyStore(failures=10)
+    core = in_memory_core(features=store, config=RankingConfig(feature_write_attempts=3))
     result = run(core.process([click("e1", "u1", "a")]))
     with pytest.raises(ConnectionError):
         run(core.write_features(result))
-    assert Broken.calls == 3
+    assert store.calls == 3
+    assert core.store_outage.to_json()["failures"] == 3
+
+
+def test_a_store_outage_stalls_the_write_until_it_lands(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The worker's default: no attempt limit. The batch waits (and is not acknowledged)
+    # until the store takes the row; the outage is visible while it lasts, cleared after.
+    monkeypatch.setattr(feature_rows, "MAX_WRITE_BACKOFF_S", 0.01)
+    store = FlakyStore(failures=6)
+    core = in_memory_core(features=store)
+    seen: list[dict[str, object]] = []
+    real_sleep = asyncio.sleep
+
+    async def watching_sleep(delay: float) -> None:
+        seen.append(core.store_outage.to_json())
+        await real_sleep(0)
+
+    monkeypatch.setattr(feature_rows.asyncio, "sleep", watching_sleep)
+    result = run(core.process([click("e1", "u1", "a")]))
+    run(core.write_features(result))
+    assert store.calls == 7
+    assert [s["failures"] for s in seen] == [1, 2, 3, 4, 5, 6]
+    assert all(s["last_error"] == "ConnectionError: redis down" for s in seen)
+    row = store.get_user_features(["u1"])["u1"]
+    assert row is not None and row.click_count == 1
+    after = core.store_outage.to_json()
+    assert after["down_for_s"] is None and after["failures"] == 0 and after["outages"] == 1
+
+
+def test_a_click_read_again_at_its_offset_is_answered_again_without_changing_state() -> None:
+    # After a kill -9 the worker re-reads from the last committed offset: the user's state
+    # (changelog) may already hold the click while its answer never reached the broker.
+    core = in_memory_core()
+    warm(core)
+    first = run(core.process([click("e1", "u1", "a", offset=40)]))
+    state = core.users.get("u1").to_json()
+    again = run(core.process([click("e1", "u1", "a", offset=40)]))
+    assert [r.event_id for r in again.recommendations] == ["e1"]
+    assert [e.event_id for e in again.redelivered] == ["e1"] and not again.duplicates
+    assert [i.item_id for i in again.recommendations[0].items] == [
+        i.item_id for i in first.recommendations[0].items
+    ]
+    assert core.users.get("u1").to_json() == state
+    assert core.users.get("u1").clicks == 1
+
+
+def test_a_click_sent_again_at_a_new_offset_is_a_duplicate() -> None:
+    core = in_memory_core()
+    warm(core)
+    run(core.process([click("e1", "u1", "a", offset=40)]))
+    again = run(core.process([click("e1", "u1", "a", offset=41)]))
+    assert not again.recommendations and not again.redelivered
+    assert [e.event_id for e in again.duplicates] == ["e1"]
+    # Outside Kafka (no offset) a repeated event id is always a duplicate.
+    outside = run(core.process([click("e1", "u1", "a")]))
+    assert not outside.recommendations and [e.event_id for e in outside.duplicates] == ["e1"]
 
 
 class TextSimilarityScorer:
@@ -316,3 +377,17 @@ def test_embedding_index_grows_and_searches_exactly() -> None:
     np.testing.assert_array_equal(index.vectors(["missing"]), np.zeros((1, 4)))
     with pytest.raises(ValueError, match="4 finite floats"):
         index.upsert("bad", np.array([np.nan, 0, 0, 0]))
+
+
+def test_a_late_click_still_updates_the_users_feature_row() -> None:
+    # Clicks of one user arrive out of event-time order. The store keeps only rows strictly
+    # newer than the one it holds, so the row after the late click must still be newer.
+    store = InMemoryFeatureStore()
+    core = in_memory_core(features=store)
+    for c in (click("e2", "u1", "b", minute=10), click("e1", "u1", "a", minute=5)):
+        run(core.write_features(run(core.process([c]))))
+    row = store.get_user_features(["u1"])["u1"]
+    assert row is not None and row.click_count == 2
+    # Stamped just after the newest click (event time), not at the late one's time.
+    assert row.event_ts > click("x", "u1", "b", minute=10).event.ts
+    assert (row.event_ts - click("x", "u1", "b", minute=10).event.ts).total_seconds() < 1e-3
