@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.streamrec-installed
 TOOLS := .tools/triton-venv/.streamrec-ready
 
-.PHONY: install models demo test test-unit test-integration lint schemas up down status clean bench eval
+.PHONY: install models demo test soak test-unit test-integration lint schemas up down status clean bench eval
 
 install: $(STAMP) $(TOOLS) models
 
@@ -33,6 +33,12 @@ demo: install
 test: install
 	.ci/services
 	$(PY) -m pytest -q
+
+# The fault suite at full scale (docs/RELIABILITY.md): 10,000-click replays, 30 s outages,
+# the 10x burst and the 30-minute soak. Figures land in build/reliability/.
+soak: install
+	.ci/services
+	STREAMREC_RELIABILITY_SCALE=full $(PY) -m pytest -q -m "reliability or soak" -o timeout=3600 tests/reliability
 
 test-unit: install
 	$(PY) -m pytest -q tests/unit
