@@ -29,8 +29,8 @@ log = logging.getLogger(__name__)
 
 
 class Catalog:
-    """Latest catalog entry per item (by arrival). The worker dead-letters clicks on items
-    it does not hold (`STREAMREC_UNKNOWN_ITEMS`); a core fed directly ranks them anyway."""
+    """Latest catalog entry per item (by arrival). Clicks on items it does not hold are
+    ranked on collaborative signals, or dead-lettered (`STREAMREC_UNKNOWN_ITEMS`)."""
 
     def __init__(self) -> None:
         self.items: dict[str, ItemEvent] = {}

@@ -83,11 +83,15 @@ class WorkerSettings(BaseSettings):
     max_value_bytes: int = Field(
         default=64 * 1024, description="larger message values are dead-lettered"
     )
+    # Accepting is the default for now: clicks and catalog arrive on separate topics, and a
+    # click on an item published a moment earlier can beat its catalog entry to a worker;
+    # dead-lettering it would need a grace period first (docs/RELIABILITY.md).
     unknown_items: Literal["dead-letter", "accept"] = Field(
-        default="dead-letter",
+        default="accept",
         description=(
-            "a click on an item the catalog has never seen: dead-letter it (replay it with "
-            "`streamrec dlq replay` once the item is published) or accept it"
+            "a click on an item the catalog has never seen: `dead-letter` it (replay it with "
+            "`streamrec dlq replay` once the item is published) or `accept` it (ranked on "
+            "collaborative signals alone)"
         ),
     )
     log_level: str = Field(default="info", description="the worker's log level")

@@ -125,7 +125,9 @@ def test_one_percent_poison_is_dead_lettered_and_the_rest_answered_once(tmp_path
     n_clicks = scale(2000, 10_000)
     rate = scale(None, 500)
     ds = synthetic.generate(n_users=100, n_items=200, n_clicks=n_clicks, seed=23)
-    with private_stack(tmp_path / "stack") as settings:
+    # Strict about unknown items: this stream's catalog is published (and applied) first.
+    strict = {"STREAMREC_UNKNOWN_ITEMS": "dead-letter"}
+    with private_stack(tmp_path / "stack", env=strict) as settings:
         kafka = KafkaSettings(bootstrap=settings.bootstrap)
         produce_events(kafka, ITEMS, ds.items)
         wait_catalog(settings, len(ds.items))
