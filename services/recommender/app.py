@@ -155,6 +155,7 @@ def create_app(
         segments=segmenter,
         shared=shared,
         shadow=shadow,
+        defer_state=True,
     )
     # One outage record for both agents' writes: /healthz shows the store as one thing.
     updater = CatalogUpdater(shared, encoder, features, outage=core.store_outage)
@@ -237,7 +238,7 @@ def create_app(
                     )
                     pending.append(await dead_letter(event, reason))
                     continue
-                batch.append(Click(click, msg.partition, received, msg.offset))
+                batch.append(Click(click, msg.partition, received))
                 kafka_ts.setdefault(click.event_id, msg.timestamp)
             decoded = time.perf_counter() - decode_started
             result = await core.process(batch)
@@ -255,18 +256,15 @@ def create_app(
             # Delivered before take_events acknowledges the batch: no offset is
             # committed for a click whose answer is not on the broker.
             await asyncio.gather(*pending)
+            # Only now the users' state (changelog): a click found in it after a crash
+            # had its answer delivered, and is not answered twice.
+            core.save_users(result)
             timer.lap("delivery")
             stage_times.record(timer, len(events))
             exporter.batch(timer, len(events), result.recommendations)
             metrics.clicks += len(events)
             metrics.recommendations += len(result.recommendations)
             metrics.duplicates += len(result.duplicates)
-            if result.redelivered:
-                log.warning(
-                    "answered %d click(s) again: read at offsets already in their users' "
-                    "state (redelivered after a restart)",
-                    len(result.redelivered),
-                )
             metrics.degraded += len(result.recommendations) if result.degraded else 0
             metrics.batches += 1
             yield None

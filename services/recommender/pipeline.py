@@ -67,7 +67,6 @@ class Click:
     event: ClickEvent
     partition: int
     received_at: float  # time.monotonic() when the worker took the message
-    offset: int = -1  # where it was read from its partition; -1 outside Kafka
 
 
 @dataclass(frozen=True)
@@ -85,9 +84,9 @@ class _Accepted:
 class BatchResult:
     recommendations: list[Recommendation] = field(default_factory=list)
     duplicates: list[ClickEvent] = field(default_factory=list)
-    # Clicks read again at the offset they were recorded at (after a crash): answered
-    # again, state unchanged.
-    redelivered: list[ClickEvent] = field(default_factory=list)
+    # Each user's new state and partition, saved by :meth:`RecommenderCore.save_users`
+    # when the core defers it (the worker: after the batch's answers are delivered).
+    users: dict[str, tuple[UserState, int]] = field(default_factory=dict)
     degraded: bool = False
     # Newest feature row per user and a row per item clicked, for
     # :meth:`RecommenderCore.write_features`.
@@ -158,7 +157,13 @@ class RecommenderCore:
         segments: Segmenter | None = None,
         shared: SharedState | None = None,
         shadow: ShadowLane | None = None,
+        defer_state: bool = False,
     ) -> None:
+        # True: :meth:`process` leaves the batch's user state for the caller to save with
+        # :meth:`save_users` once the answers are delivered. State that reached the
+        # changelog then means the answer reached the broker, so a click read again after
+        # a crash is answered again only if its answer may not have gone out.
+        self.defer_state = defer_state
         self.users, self.stats, self.catalog = users, stats, catalog
         self.shadow = shadow
         self.scorer, self.features, self.config = scorer, features, config
@@ -221,7 +226,9 @@ class RecommenderCore:
         timer.lap("rerank_explain")
         self._shadow_lists(accepted, cands, shadow_rows, shadow_scored, shadow_version)
         timer.lap("shadow")
-        self._put_users(latest)
+        result.users = latest
+        if not self.defer_state:
+            self.save_users(result)
         # Apply what has arrived since the batch started (here, in-process, the batch's own
         # clicks) so the item rows written next count as much as is known.
         self.shared.sync()
@@ -265,31 +272,21 @@ class RecommenderCore:
             held = latest.get(ev.user_id)
             # A copy, so an earlier click's answer keeps the state as it was after that click.
             user = held[0].copy() if held else self.users.get(ev.user_id)
-            recorded_at = user.offset_of(ev.event_id)
-            redelivered = recorded_at is not None and recorded_at == click.offset >= 0
-            if recorded_at is not None and not redelivered:
-                # The same click sent again: no state change, no second answer.
+            if user.has_event(ev.event_id):
+                # Already answered: state is saved only after the answer was delivered
+                # (see ``defer_state``), so a click in it, read again after a crash or
+                # sent again, needs no second answer.
                 result.duplicates.append(ev)
                 continue
-            judged: list[Judged] = []
-            if redelivered:
-                # The same message read again: the worker died after the user's state
-                # reached the changelog, maybe before the answer or the shared record
-                # reached the broker. Both go out again (the answer is idempotent by
-                # event_id, the feed drops a record it has applied); the state stays.
-                result.redelivered.append(ev)
-                previous = [i for i in user.recent if i != ev.item_id][:COVIS_WINDOW]
-            else:
-                previous = user.recent[:COVIS_WINDOW]
-                judged = user.judge(ev.item_id)
-                user.record(
-                    ev.event_id,
-                    ev.item_id,
-                    ev.ts.timestamp(),
-                    self.config.recent_items,
-                    self.config.seen_limit,
-                    offset=click.offset,
-                )
+            previous = user.recent[:COVIS_WINDOW]
+            judged = user.judge(ev.item_id)
+            user.record(
+                ev.event_id,
+                ev.item_id,
+                ev.ts.timestamp(),
+                self.config.recent_items,
+                self.config.seen_limit,
+            )
             vector, segment, reduced = NO_VECTOR, None, []
             if self.config.text_embeddings:
                 vector = self.embeddings.user_vector(user.recent)
@@ -298,8 +295,7 @@ class RecommenderCore:
                 reduced = self.segments.reduce(vector)
                 segment = self.segments.segment_of(reduced)
                 user.segment = segment
-            if not redelivered:
-                latest[ev.user_id] = (user, click.partition)
+            latest[ev.user_id] = (user, click.partition)
             activity = ItemActivity(
                 event_id=ev.event_id,
                 user_id=ev.user_id,
@@ -322,6 +318,11 @@ class RecommenderCore:
         for user_id, (user, partition) in latest.items():
             self.users.put(user_id, user, partition)
 
+    def save_users(self, result: BatchResult) -> None:
+        """Save the batch's user state (a no-op the second time)."""
+        self._put_users(result.users)
+        result.users = {}
+
     def _shadow_batch(
         self,
         accepted: list[_Accepted],
@@ -337,8 +338,7 @@ class RecommenderCore:
         for row, acc in enumerate(accepted):
             acc.user.shown.pop("shadow", None)  # a list from an old shadow is not judged
             user_id = acc.click.event.user_id
-            held = latest.get(user_id)  # none for a redelivered click: no state change
-            newest = held is not None and held[0] is acc.user
+            newest = latest[user_id][0] is acc.user
             if newest and self.shadow is not None and self.shadow.selected(user_id):
                 rows.append(row)
         if not rows:

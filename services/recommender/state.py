@@ -34,9 +34,6 @@ class UserState:
     recent: list[str] = field(default_factory=list)  # most recent first
     seen: list[str] = field(default_factory=list)  # oldest first, bounded
     event_ids: list[str] = field(default_factory=list)  # oldest first, bounded
-    # The Kafka offset each of ``event_ids`` was read at (-1 where unknown), so a click
-    # redelivered after a crash (same offset) is told apart from a resent one (new offset).
-    event_offsets: list[int] = field(default_factory=list)
     clicks: int = 0
     last_ts: float = 0.0  # epoch seconds of the newest click
     # The event time the user's feature row is stamped with, in epoch microseconds: the
@@ -67,7 +64,6 @@ class UserState:
             "recent": self.recent,
             "seen": self.seen,
             "event_ids": self.event_ids,
-            "event_offsets": self.event_offsets,
             "clicks": self.clicks,
             "last_ts": self.last_ts,
             "row_us": self.row_us,
@@ -84,16 +80,10 @@ class UserState:
     def from_json(cls, data: dict[str, Any] | None) -> UserState:
         if not data:
             return cls()
-        event_ids = list(data.get("event_ids", []))
-        offsets = [int(o) for o in data.get("event_offsets", [])]
-        if len(offsets) != len(event_ids):
-            # State saved before offsets were kept: those clicks' offsets are unknown.
-            offsets = [-1] * len(event_ids)
         return cls(
             recent=list(data.get("recent", [])),
             seen=list(data.get("seen", [])),
-            event_ids=event_ids,
-            event_offsets=offsets,
+            event_ids=list(data.get("event_ids", [])),
             clicks=int(data.get("clicks", 0)),
             last_ts=float(data.get("last_ts", 0.0)),
             row_us=int(data.get("row_us", round(float(data.get("last_ts", 0.0)) * 1e6))),
@@ -142,26 +132,11 @@ class UserState:
     def has_event(self, event_id: str) -> bool:
         return event_id in self.event_ids
 
-    def offset_of(self, event_id: str) -> int | None:
-        """The offset ``event_id`` was recorded at (-1 if unknown); None if not recorded."""
-        for i in range(len(self.event_ids) - 1, -1, -1):
-            if self.event_ids[i] == event_id:
-                return self.event_offsets[i]
-        return None
-
     def record(
-        self,
-        event_id: str,
-        item_id: str,
-        ts: float,
-        recent_limit: int,
-        seen_limit: int,
-        offset: int = -1,
+        self, event_id: str, item_id: str, ts: float, recent_limit: int, seen_limit: int
     ) -> None:
         self.event_ids.append(event_id)
         del self.event_ids[:-DEDUP_WINDOW]
-        self.event_offsets.append(offset)
-        del self.event_offsets[:-DEDUP_WINDOW]
         if item_id in self.recent:
             self.recent.remove(item_id)
         self.recent.insert(0, item_id)

@@ -56,17 +56,3 @@ def test_user_state_saved_before_windows_still_loads() -> None:
     user.record("e2", "b", 10.0, recent_limit=50, seen_limit=2000)
     assert user.clicks_24h == 1  # only what it has seen since
 
-
-def test_event_offsets_round_trip_and_old_state_reads_as_unknown() -> None:
-    from services.recommender.state import DEDUP_WINDOW, UserState
-
-    user = UserState()
-    for i in range(DEDUP_WINDOW + 5):
-        user.record(f"e{i}", f"i{i}", float(i), 50, 2000, offset=100 + i)
-    assert len(user.event_ids) == len(user.event_offsets) == DEDUP_WINDOW
-    back = UserState.from_json(user.to_json())
-    assert back.offset_of(f"e{DEDUP_WINDOW + 4}") == 100 + DEDUP_WINDOW + 4
-    assert back.offset_of("e0") is None  # out of the window: forgotten
-    # State written before offsets were kept: its event ids are known, their offsets not.
-    old = {k: v for k, v in user.to_json().items() if k != "event_offsets"}
-    assert UserState.from_json(old).offset_of("e10") == -1
