@@ -26,6 +26,11 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         ("tests.bench.pipeline_hot_path", "--shadow-share", "0.2"),
     ),
     Benchmark(
+        "decode",
+        "every decoder of outside bytes: valid, malformed and 2 MB values (median, p99)",
+        ("tests.bench.decode_speed", "--count", "400", "--repeat", "3", "--limit-ms", "10"),
+    ),
+    Benchmark(
         "scorer",
         "the scorer model: PyTorch vs ONNX fp32 vs int8 on the CPU",
         ("models.scorer_bench", "--threads", "2"),

@@ -61,16 +61,40 @@ def _load_object(raw: bytes | None, max_bytes: int) -> dict[str, Any]:
             f"value is not valid UTF-8 ({exc.reason} at byte {exc.start})"
         ) from None
     try:
-        obj = json.loads(text)
+        obj = json.loads(text, parse_constant=_no_constants)
     except json.JSONDecodeError as exc:
         raise EventDecodeError(
             f"value is not valid JSON: {exc.msg} at position {exc.pos}"
         ) from None
     except RecursionError:
         raise EventDecodeError("value is not valid JSON: nested too deeply") from None
+    except ValueError as exc:  # NaN/Infinity, or an integer past Python's digit limit
+        raise EventDecodeError(f"value is not valid JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise EventDecodeError(f"value must be a JSON object, got {type(obj).__name__}")
+    if "\\u" in text and _has_lone_surrogate(obj):
+        # json.loads takes an escaped half of a UTF-16 pair; such a string cannot be
+        # written out again (feeds, the trainer's log), so it stops here.
+        raise EventDecodeError("value is not valid JSON: a lone UTF-16 surrogate escape")
     return obj
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
 
 
 def validate_event(model: type[E], obj: dict[str, Any]) -> E:
@@ -195,5 +219,11 @@ def dead_letter(
 def dead_letter_payload(record: DeadLetter) -> bytes:
     """The original bytes of a dead-lettered message (for ``dlq replay``)."""
     if record.payload_encoding == "base64":
-        return base64.b64decode(record.payload)
-    return record.payload.encode("utf-8")
+        try:
+            return base64.b64decode(record.payload, validate=True)
+        except ValueError as exc:  # binascii.Error
+            raise EventDecodeError(f"DLQ payload is not valid base64: {exc}") from None
+    try:
+        return record.payload.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise EventDecodeError(f"DLQ payload is not valid UTF-8 text: {exc.reason}") from None

@@ -36,7 +36,7 @@ def click_event_id(msg: Message) -> str | None:
     the producer sent none), or None when it is not a JSON object (it gets no answer)."""
     try:
         value: Any = json.loads(msg.value() or b"")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return None
     if not isinstance(value, dict):
         return None

@@ -2,7 +2,8 @@
 
 Workers: ``/healthz`` (counters: clicks, dead letters, degraded answers, catalog size);
 503 with a body means starting. Trainer: ``/status`` (serving version, online hit rate,
-last job). Triton: ``POST /v2/repository/index`` (every model, its version and state).
+last job). Triton: ``GET /v2/models/stats`` (each loaded model version; open without
+the admin key).
 Short timeouts, one poll every few seconds, on a background thread.
 """
 
@@ -204,29 +205,33 @@ class ComponentPoller:
         }
 
     def _triton(self) -> dict[str, Any]:
+        # The statistics endpoint, not the repository index: the index is part of the
+        # repository API, which Triton restricts to the admin key the dashboard does not
+        # hold. Statistics list every loaded (so servable) version of every model.
         url = self.triton_url
         try:
-            status, body = self.probe.post(f"{url}/v2/repository/index", {})
+            status, body = self.probe.get(f"{url}/v2/models/stats")
         except ProbeFailed as exc:
             return _failed(url, exc, self._previous("triton", url))
-        if status != 200 or not isinstance(body, list):
+        stats = body.get("model_stats") if isinstance(body, dict) else None
+        if status != 200 or not isinstance(stats, list):
             return _down(url, f"HTTP {status}")
         models: list[dict[str, Any]] = sorted(
             (
                 {
                     "name": str(m.get("name")),
-                    "version": str(m["version"]) if m.get("version") is not None else None,
-                    "state": str(m.get("state") or "UNKNOWN"),
-                    "reason": m.get("reason") or None,
+                    "version": str(m["version"]) if m.get("version") not in (None, "") else None,
+                    "state": "READY",
+                    "reason": None,
+                    "inferences": _int(m.get("inference_count")),
                 }
-                for m in body
+                for m in stats
                 if isinstance(m, dict)
             ),
             key=lambda m: (m["name"], m["version"] or ""),
         )
-        # Served versions: those Triton reports READY (an unloaded one stays listed).
         serving: dict[str, list[str]] = {}
         for m in models:
-            if m["state"] == "READY" and m["version"] is not None:
+            if m["version"] is not None:
                 serving.setdefault(m["name"], []).append(m["version"])
         return {"url": url, "state": "up", "error": None, "models": models, "serving": serving}

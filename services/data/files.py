@@ -74,8 +74,8 @@ def _jsonl(path: Path, topic: str) -> Iterator[FileRecord]:
                 obj = json.loads(line)
                 if isinstance(obj, dict) and isinstance(obj.get(key_field), str):
                     key = obj[key_field].encode()
-            except ValueError:
-                pass
+            except (ValueError, RecursionError, UnicodeEncodeError):
+                pass  # no key; the worker dead-letters the line with its reason
             yield FileRecord(number, line, key)
 
 
@@ -95,6 +95,16 @@ def _cell(name: str, text: str) -> Any:
 
 
 def _csv(path: Path, topic: str) -> Iterator[FileRecord]:
+    try:
+        yield from _csv_rows(path, topic)
+    except UnicodeDecodeError as exc:
+        reason = f"{exc.reason} at byte {exc.start}"
+        raise FileFormatError(f"{path}: not UTF-8 text ({reason})") from None
+    except csv.Error as exc:  # e.g. a cell over csv's field size limit
+        raise FileFormatError(f"{path}: not readable as CSV: {exc}") from None
+
+
+def _csv_rows(path: Path, topic: str) -> Iterator[FileRecord]:
     model = MODELS[topic]
     with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
@@ -113,6 +123,9 @@ def _csv(path: Path, topic: str) -> Iterator[FileRecord]:
                 event = codec.validate_event(model, obj)
             except ValueError as exc:  # EventDecodeError, or a cell that is not a number/JSON
                 raise FileFormatError(f"{path}, line {number}: {exc}") from exc
+            except RecursionError:
+                reason = "a JSON cell nested too deeply"
+                raise FileFormatError(f"{path}, line {number}: {reason}") from None
             key_value = getattr(event, "user_id", None) or getattr(event, "item_id", None)
             yield FileRecord(
                 number,

@@ -107,7 +107,7 @@ class Joiner:
 def _json_object(raw: bytes | None) -> dict[str, Any] | None:
     try:
         value = json.loads(raw) if raw else None
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
 

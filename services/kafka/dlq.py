@@ -102,6 +102,9 @@ def _decode(topic: str, partition: int, offset: int, value: bytes | None) -> Dea
         record = DeadLetter.model_validate(json.loads(value or b""))
     except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
         return DeadLetterRecord(topic, partition, offset, None, f"not a DLQ record: {exc}")
+    except RecursionError:
+        reason = "not a DLQ record: nested too deeply"
+        return DeadLetterRecord(topic, partition, offset, None, reason)
     return DeadLetterRecord(topic, partition, offset, record)
 
 
@@ -130,6 +133,10 @@ def why_not_replayable(entry: DeadLetterRecord) -> str | None:
             f"only the first bytes of the {rec.payload_size}-byte payload were kept; "
             "the original cannot be rebuilt"
         )
+    try:
+        codec.dead_letter_payload(rec)
+    except codec.EventDecodeError as exc:
+        return exc.reason
     return None
 
 

@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     items, clicks = movielens.load_items(path), movielens.load_clicks(path)
     print(f"starting the embedded stack on {repository}", flush=True)
     up_detached(settings)
-    control = TritonControl(settings.triton_http_url)
+    control = TritonControl(settings.triton_http_url, settings.admin_key())
     releaser = Releaser(ModelFolder(repository, "scorer"), control, keep=10)
     source = REPO_ROOT / "triton_models" / "scorer" / "1"
     rows: list[dict[str, Any]] = []

@@ -46,7 +46,8 @@ def server(repository: Path) -> Iterator[StackSettings]:
 
 @pytest.fixture(scope="module")
 def control(server: StackSettings) -> Iterator[TritonControl]:
-    ctl = TritonControl(server.triton_http_url)
+    # Triton's repository API is restricted to the stack's admin key (as in production).
+    ctl = TritonControl(server.triton_http_url, server.admin_key())
     yield ctl
     ctl.close()
 
@@ -88,7 +89,9 @@ def test_deploy_serves_the_new_version(
     np.testing.assert_allclose(scores, expected_scores(side, 2.0), rtol=1e-5)
     # The canary was unloaded after it answered.
     names = {
-        e["name"] for e in control.client.get_model_repository_index() if e.get("state") == "READY"
+        e["name"]
+        for e in control.client.get_model_repository_index(headers=control.headers)
+        if e.get("state") == "READY"
     }
     assert names == {"scorer"}
 
@@ -117,7 +120,9 @@ def test_the_canary_on_triton_catches_what_it_serves_wrong(
     ):
         control.canary("scorer", folder, read_config(releaser.folder.config_path))
     ready = {
-        e["name"] for e in control.client.get_model_repository_index() if e.get("state") == "READY"
+        e["name"]
+        for e in control.client.get_model_repository_index(headers=control.headers)
+        if e.get("state") == "READY"
     }
     assert "scorer-canary" not in ready
 
@@ -171,6 +176,8 @@ def test_the_cli_deploys_and_rolls_back(
 
     monkeypatch.setenv("STREAMREC_MODEL_REPOSITORY", str(repository))
     monkeypatch.setenv("STREAMREC_TRITON_HTTP_PORT", str(server.triton_http_port))
+    # The CLI finds Triton's admin key in the run dir, as on a stack started with `up`.
+    monkeypatch.setenv("STREAMREC_RUN_DIR", str(server.run_dir))
     runner = CliRunner()
 
     broken = runner.invoke(main, ["deploy", str(write_scorer(tmp_path / "bad", "nan"))])

@@ -424,7 +424,7 @@ def test_a_challenger_in_shadow_is_judged_by_real_clicks_and_never_published(
     before = feed_applied(stack)
     produce_events(kafka, ITEMS, ds.items)
     wait_for_feed(stack, before + len(ds.items))
-    control = TritonControl(stack.triton_http_url)
+    control = TritonControl(stack.triton_http_url, stack.admin_key())
     releaser = Releaser(ModelFolder(stack.model_repository, "scorer"), control)
     label = f"scorer:challenger-{unique}"
     users = [f"shadow-{unique}-{i}" for i in range(80)]

@@ -83,6 +83,7 @@ def test_a_retraining_is_judged_released_and_logged(
     settings = TrainerSettings(
         model_repository=repository,
         triton_http_url=server.triton_http_url,
+        admin_key=server.admin_key(),
         data_dir=tmp_path / "trainer",
         epochs=1,
         min_clicks=500,
@@ -95,7 +96,7 @@ def test_a_retraining_is_judged_released_and_logged(
     assert outcome is not None and outcome.decision == "promoted", outcome
     assert outcome.challenger["cases"] == outcome.champion["cases"] > 0
     assert outcome.challenger["warm_start"] is None  # version 1 has no checkpoint
-    control = TritonControl(server.triton_http_url)
+    control = TritonControl(server.triton_http_url, server.admin_key())
     try:
         assert control.ready_version("scorer") == 2
     finally:
@@ -121,6 +122,7 @@ def test_too_few_clicks_skip_the_retraining(
     settings = TrainerSettings(
         model_repository=repository,
         triton_http_url=server.triton_http_url,
+        admin_key=server.admin_key(),
         data_dir=tmp_path / "trainer",
         min_clicks=10_000,
     )

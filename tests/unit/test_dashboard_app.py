@@ -68,13 +68,15 @@ def test_poller_reports_each_component_and_a_down_one_without_failing() -> None:
                     "jobs": [{"id": 1, "state": "skipped", "reason": "too few", "extra": "x"}],
                 },
             ),
-            "http://triton/v2/repository/index": (
+            "http://triton/v2/models/stats": (
                 200,
-                [
-                    {"name": "scorer", "version": "1", "state": "READY"},
-                    {"name": "item_encoder", "version": "1", "state": "READY"},
-                    {"name": "scorer-shadow", "state": "UNAVAILABLE", "reason": "unloaded"},
-                ],
+                {
+                    "model_stats": [
+                        {"name": "scorer", "version": "1", "inference_count": 40},
+                        {"name": "item_encoder", "version": "1", "inference_count": 7},
+                        {"name": "scorer-shadow", "version": "3"},
+                    ]
+                },
             ),
         }
     )
@@ -101,11 +103,15 @@ def test_poller_reports_each_component_and_a_down_one_without_failing() -> None:
         "reason": "too few",
         "version": None,
     }
-    assert probe.posted == [("http://triton/v2/repository/index", {})]
-    assert snap["triton"]["serving"] == {"item_encoder": ["1"], "scorer": ["1"]}
-    shadow = next(m for m in snap["triton"]["models"] if m["name"] == "scorer-shadow")
-    assert shadow == {"name": "scorer-shadow", "version": None, "state": "UNAVAILABLE",
-                      "reason": "unloaded"}  # fmt: skip
+    assert probe.posted == []  # read-only: nothing on Triton's (restricted) repository API
+    assert snap["triton"]["serving"] == {
+        "item_encoder": ["1"],
+        "scorer": ["1"],
+        "scorer-shadow": ["3"],
+    }
+    scorer = next(m for m in snap["triton"]["models"] if m["name"] == "scorer")
+    assert scorer == {"name": "scorer", "version": "1", "state": "READY", "reason": None,
+                      "inferences": 40}  # fmt: skip
     assert poller.snapshot() is snap
 
     # Everything gone: every component is shown down, nothing raises.
@@ -120,7 +126,7 @@ def test_a_slow_component_keeps_its_last_answer_marked_slow() -> None:
     probe = FakeProbe(
         {
             "http://w0/healthz": (200, WORKER_HEALTH),
-            "http://triton/v2/repository/index": (200, []),
+            "http://triton/v2/models/stats": (200, {"model_stats": []}),
         }
     )
     poller = ComponentPoller(probe, ["http://w0", "http://w1"], None, "http://triton")
@@ -134,7 +140,7 @@ def test_a_slow_component_keeps_its_last_answer_marked_slow() -> None:
 
 
 def test_no_trainer_is_not_polled() -> None:
-    probe = FakeProbe({"http://triton/v2/repository/index": (200, [])})
+    probe = FakeProbe({"http://triton/v2/models/stats": (200, {"model_stats": []})})
     snap = ComponentPoller(probe, [], None, "http://triton").poll()
     assert snap["trainer"] is None and snap["triton"]["state"] == "up"
 
