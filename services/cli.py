@@ -472,6 +472,8 @@ def _trainer_settings(model: str) -> Any:
     """The trainer's settings; repository and Triton follow the stack's unless set."""
     import os
 
+    from pydantic import SecretStr
+
     from services.trainer.settings import TrainerSettings
 
     stack = _stack()
@@ -484,7 +486,12 @@ def _trainer_settings(model: str) -> Any:
         update["port"] = stack.trainer_port
     if "STREAMREC_TRAINER_DATA_DIR" not in os.environ:
         update["data_dir"] = stack.run_dir / "trainer"
-    return TrainerSettings().model_copy(update=update)
+    settings = TrainerSettings()
+    key = stack.admin_key()
+    if settings.admin_key is None and key is not None:
+        # The stack's Triton restricts model control to the key `up` wrote to its run dir.
+        update["admin_key"] = SecretStr(key)
+    return settings.model_copy(update=update)
 
 
 def _releaser(model: str) -> Any:

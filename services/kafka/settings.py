@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")
 
 
 class KafkaSettings(BaseSettings):
@@ -35,14 +37,32 @@ class KafkaSettings(BaseSettings):
         default=None, description="CA bundle (PEM) that signed the brokers' certificates"
     )
 
+    @model_validator(mode="after")
+    def _sasl_needs_credentials(self) -> KafkaSettings:
+        # Caught here, at start, rather than as an authentication failure in every client.
+        if self.security_protocol in SASL_PROTOCOLS and not (
+            self.sasl_username and self.sasl_password
+        ):
+            raise ValueError(
+                f"security_protocol {self.security_protocol} needs STREAMREC_KAFKA_SASL_USERNAME "
+                "and STREAMREC_KAFKA_SASL_PASSWORD"
+            )
+        return self
+
     def confluent_config(self) -> dict[str, Any]:
-        """librdkafka configuration for confluent-kafka clients."""
+        """librdkafka configuration for confluent-kafka clients: the one place a Kafka
+        client's configuration comes from, so the security settings reach every client
+        (``tests/unit/test_security.py`` holds every client in the code to it)."""
         conf: dict[str, Any] = {
             "bootstrap.servers": self.bootstrap,
             "security.protocol": self.security_protocol,
         }
         if self.sasl_mechanism:
             conf["sasl.mechanism"] = self.sasl_mechanism
+        elif self.security_protocol in SASL_PROTOCOLS:
+            # librdkafka's default is GSSAPI (Kerberos); Faust's is PLAIN. One cluster, one
+            # mechanism: both clients get PLAIN unless told otherwise.
+            conf["sasl.mechanism"] = "PLAIN"
         if self.sasl_username:
             conf["sasl.username"] = self.sasl_username
         if self.sasl_password:

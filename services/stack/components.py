@@ -4,14 +4,33 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 
 from services.stack import health
-from services.stack.settings import StackSettings
-from services.stack.tools import broker_binary, require_triton
+from services.stack.settings import TRITON_ADMIN_HEADER, StackSettings
+from services.stack.tools import TritonInstall, broker_binary, require_triton
+
+# Triton's APIs that only an operator needs: loading a model runs code from the repository
+# (python backend), and the others reveal or change server internals. Inference, health,
+# metadata, model config and statistics stay open to the workers and the dashboard's
+# metrics. The same list as docker-compose.yml.
+RESTRICTED_TRITON_APIS = ("model-repository", "shared-memory", "trace", "logging")
+# Environment variables that carry the admin key; only the trainer's environment keeps them.
+ADMIN_KEY_VARIABLES = (
+    "TRITON_ADMIN_KEY",
+    "STREAMREC_TRITON_ADMIN_KEY",
+    "STREAMREC_TRAINER_ADMIN_KEY",
+)
+
+
+def _without_admin_key(env: dict[str, str]) -> dict[str, str]:
+    """``env`` less the admin key: a component that does no model control never holds it."""
+    return {k: v for k, v in env.items() if k not in ADMIN_KEY_VARIABLES}
 
 
 @dataclass
@@ -22,16 +41,66 @@ class Component:
     argv: list[str]
     healthy: Callable[[], bool]
     endpoint: str
-    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    env: dict[str, str] = field(default_factory=lambda: _without_admin_key(dict(os.environ)))
     # Runs after the component first turns healthy and after every restart
     # (tansu keeps topics in memory: a restarted broker needs them again).
     after_start: Callable[[], object] | None = None
     stop_timeout_s: float = 20.0
 
 
+def issue_admin_key(settings: StackSettings) -> str:
+    """The key this stack's Triton will ask for: the configured one, else a new random one
+    written to ``settings.admin_key_file`` (mode 0600) for the CLI; a fresh one per `up`,
+    so a key read from an earlier run dir opens nothing."""
+    configured = settings.triton_admin_key
+    path = settings.admin_key_file
+    if configured is not None:
+        # A file left by an earlier `up` would hand the CLI a key that no longer works.
+        path.unlink(missing_ok=True)
+        return configured.get_secret_value()
+    key = secrets.token_hex(32)
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    _write_private(path, key)
+    return key
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by its owner alone, replacing it atomically
+    (created 0600: never a moment where another user could open it)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def triton_argv(settings: StackSettings, triton: TritonInstall, admin_key: str) -> list[str]:
+    """tritonserver's command line: explicit model control, every address on
+    ``settings.host``, the operator's APIs behind ``admin_key``."""
+    restricted = f"{','.join(RESTRICTED_TRITON_APIS)}:{TRITON_ADMIN_HEADER}={admin_key}"
+    return [
+        str(triton.binary),
+        f"--model-repository={settings.model_repository}",
+        f"--backend-directory={triton.backends}",
+        "--model-control-mode=explicit",
+        *[f"--load-model={m}" for m in settings.triton_models],
+        f"--http-address={settings.host}",
+        f"--http-port={settings.triton_http_port}",
+        f"--grpc-address={settings.host}",
+        f"--grpc-port={settings.triton_grpc_port}",
+        f"--metrics-address={settings.host}",
+        f"--metrics-port={settings.triton_metrics_port}",
+        f"--http-restricted-api={restricted}",
+        f"--grpc-restricted-protocol={restricted}",
+        "--exit-timeout-secs=10",
+        "--log-verbose=0",
+    ]
+
+
 def worker_environment(settings: StackSettings, index: int) -> dict[str, str]:
     """Environment for worker ``index``: the stack's addresses, the user's other settings."""
-    env = dict(os.environ)
+    env = _without_admin_key(dict(os.environ))
     env.update(
         {
             "STREAMREC_KAFKA_BOOTSTRAP": settings.bootstrap,
@@ -47,15 +116,17 @@ def worker_environment(settings: StackSettings, index: int) -> dict[str, str]:
     return env
 
 
-def trainer_environment(settings: StackSettings) -> dict[str, str]:
-    """The trainer follows the stack's repository, Triton and broker; the user's
-    ``STREAMREC_TRAINER_`` settings (interval, tolerance, ...) pass through."""
-    env = dict(os.environ)
+def trainer_environment(settings: StackSettings, admin_key: str) -> dict[str, str]:
+    """The trainer follows the stack's repository, Triton and broker, and holds the admin
+    key its releases load models with; the user's ``STREAMREC_TRAINER_`` settings
+    (interval, tolerance, ...) pass through."""
+    env = _without_admin_key(dict(os.environ))
     env.update(
         {
             "STREAMREC_KAFKA_BOOTSTRAP": settings.bootstrap,
             "STREAMREC_TRAINER_MODEL_REPOSITORY": str(settings.model_repository),
             "STREAMREC_TRAINER_TRITON_HTTP_URL": settings.triton_http_url,
+            "STREAMREC_TRAINER_ADMIN_KEY": admin_key,
             "STREAMREC_TRAINER_HOST": settings.host,
             "STREAMREC_TRAINER_PORT": str(settings.trainer_port),
             "STREAMREC_TRAINER_DATA_DIR": str(settings.run_dir / "trainer"),
@@ -67,7 +138,7 @@ def trainer_environment(settings: StackSettings) -> dict[str, str]:
 
 def dashboard_environment(settings: StackSettings) -> dict[str, str]:
     """The dashboard watches this stack: its broker, workers, trainer (if any) and Triton."""
-    env = dict(os.environ)
+    env = _without_admin_key(dict(os.environ))
     workers = [
         f"http://{settings.host}:{settings.worker_web_port + i}" for i in range(settings.workers)
     ]
@@ -101,11 +172,13 @@ def dashboard_component(settings: StackSettings) -> Component:
 
 
 def build_components(settings: StackSettings) -> list[Component]:
+    """Every component of the stack, in start order; issues the Triton admin key (see
+    :func:`issue_admin_key`), so call it once per `up`."""
     from services.kafka.admin import ensure_topics
-    from services.kafka.settings import KafkaSettings
 
     listener = f"tcp://{settings.host}:{settings.broker_port}"
-    kafka = KafkaSettings(bootstrap=settings.bootstrap)
+    kafka = settings.kafka()
+    admin_key = issue_admin_key(settings)
     broker = Component(
         name="broker",
         argv=[
@@ -118,34 +191,19 @@ def build_components(settings: StackSettings) -> list[Component]:
             "--storage-engine",
             "memory://tansu/",
         ],
-        healthy=partial(health.broker_ready, settings.bootstrap),
+        healthy=partial(health.broker_ready, kafka),
         endpoint=settings.bootstrap,
         after_start=partial(ensure_topics, kafka, settings.topic_partitions),
         stop_timeout_s=5.0,
     )
 
     triton = require_triton(settings.tools_dir)
-    triton_argv = [
-        str(triton.binary),
-        f"--model-repository={settings.model_repository}",
-        f"--backend-directory={triton.backends}",
-        "--model-control-mode=explicit",
-        *[f"--load-model={m}" for m in settings.triton_models],
-        f"--http-address={settings.host}",
-        f"--http-port={settings.triton_http_port}",
-        f"--grpc-address={settings.host}",
-        f"--grpc-port={settings.triton_grpc_port}",
-        f"--metrics-address={settings.host}",
-        f"--metrics-port={settings.triton_metrics_port}",
-        "--exit-timeout-secs=10",
-        "--log-verbose=0",
-    ]
     tritonserver = Component(
         name="tritonserver",
-        argv=triton_argv,
+        argv=triton_argv(settings, triton, admin_key),
         healthy=partial(health.triton_ready, settings.triton_http_url, settings.triton_models),
         endpoint=f"grpc {settings.triton_grpc_url}, http {settings.triton_http_url}",
-        env=triton.environment(),
+        env=triton.environment(_without_admin_key(dict(os.environ))),
         stop_timeout_s=15.0,
     )
 
@@ -171,7 +229,7 @@ def build_components(settings: StackSettings) -> list[Component]:
                 argv=[sys.executable, "-m", "services.trainer", "serve"],
                 healthy=partial(health.http_ok, f"{url}/healthz"),
                 endpoint=f"{url}/status",
-                env=trainer_environment(settings),
+                env=trainer_environment(settings, admin_key),
                 stop_timeout_s=30.0,
             )
         )

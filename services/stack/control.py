@@ -15,7 +15,7 @@ from types import FrameType
 from typing import Any
 
 from services.stack import health
-from services.stack.settings import StackSettings
+from services.stack.settings import TRITON_ADMIN_HEADER, StackSettings
 from services.stack.supervisor import StackError, Supervisor, tail
 
 
@@ -183,7 +183,7 @@ def status(settings: StackSettings) -> dict[str, Any]:
     }
     if pid is None:
         return report
-    if health.broker_ready(settings.bootstrap):
+    if health.broker_ready(settings.kafka()):
         report["topics"] = _topic_partitions(settings)
     if health.triton_ready(settings.triton_http_url):
         report["models"] = _model_versions(settings)
@@ -193,14 +193,21 @@ def status(settings: StackSettings) -> dict[str, Any]:
 def _topic_partitions(settings: StackSettings) -> dict[str, int]:
     from confluent_kafka.admin import AdminClient
 
-    md = AdminClient({"bootstrap.servers": settings.bootstrap}).list_topics(timeout=5)
+    md = AdminClient(settings.kafka().confluent_config()).list_topics(timeout=5)
     return {t: len(m.partitions) for t, m in sorted(md.topics.items())}
 
 
 def _model_versions(settings: StackSettings) -> list[dict[str, Any]]:
     import httpx
 
-    resp = httpx.post(f"{settings.triton_http_url}/v2/repository/index", json={}, timeout=5)
+    # The repository index is behind Triton's admin key (see components.triton_argv).
+    key = settings.admin_key()
+    resp = httpx.post(
+        f"{settings.triton_http_url}/v2/repository/index",
+        json={},
+        headers={TRITON_ADMIN_HEADER: key} if key else None,
+        timeout=5,
+    )
     if resp.status_code != 200:
         return []
     result: list[dict[str, Any]] = resp.json()

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import httpx
+
+if TYPE_CHECKING:
+    from services.kafka.settings import KafkaSettings
 
 
 def tcp_open(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -16,16 +20,24 @@ def tcp_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def broker_ready(bootstrap: str, timeout: float = 2.0) -> bool:
-    """The broker answers a metadata request (an open port alone is not enough)."""
+def broker_ready(kafka: KafkaSettings | str, timeout: float = 2.0) -> bool:
+    """The broker answers a metadata request (an open port alone is not enough).
+
+    Asked through :class:`KafkaSettings` like every other client, so a SASL/TLS broker
+    gets its credentials; a bare ``HOST:PORT`` takes the security settings of the
+    environment (``STREAMREC_KAFKA_*``), as the stack's own clients do.
+    """
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    host, _, port = bootstrap.rpartition(":")
+    from services.kafka.settings import KafkaSettings
+
+    settings = kafka if isinstance(kafka, KafkaSettings) else KafkaSettings(bootstrap=kafka)
+    host, _, port = settings.bootstrap.split(",")[0].strip().rpartition(":")
     if not tcp_open(host, int(port)):
         return False
     try:
-        AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=timeout)
+        AdminClient(settings.confluent_config()).list_topics(timeout=timeout)
         return True
     except KafkaException:
         return False

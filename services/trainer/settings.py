@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class TrainerSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="STREAMREC_TRAINER_", frozen=True, extra="ignore")
+    # populate_by_name: ``TrainerSettings(admin_key=...)`` works although the field is read
+    # from the environment under its aliases.
+    model_config = SettingsConfigDict(
+        env_prefix="STREAMREC_TRAINER_", frozen=True, extra="ignore", populate_by_name=True
+    )
 
     model_repository: Path = Field(
         default=REPO_ROOT / "triton_models",
@@ -19,8 +23,10 @@ class TrainerSettings(BaseSettings):
     )
     model: str = Field(default="scorer", description="the model it retrains and releases")
     triton_http_url: str = Field(default="http://127.0.0.1:8000", description="model control")
-    # docker-compose.yml restricts Triton's repository API to this key (TRITON_ADMIN_KEY).
-    admin_key: str | None = Field(
+    # Triton's repository API is restricted to this key (TRITON_ADMIN_KEY) in
+    # docker-compose.yml and in the embedded stack, which passes it to its trainer.
+    # A secret: masked wherever the settings are printed.
+    admin_key: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("STREAMREC_TRAINER_ADMIN_KEY", "TRITON_ADMIN_KEY"),
         description=(
@@ -28,6 +34,7 @@ class TrainerSettings(BaseSettings):
             "`rollback`) where Triton restricts that API"
         ),
     )
+
     host: str = Field(default="127.0.0.1", description="address of its HTTP page")
     port: int = Field(default=6070, description="HTTP: /healthz, /status, POST /train")
     data_dir: Path = Field(default=REPO_ROOT / ".run" / "trainer", description="event log")
@@ -81,3 +88,9 @@ class TrainerSettings(BaseSettings):
     shadow_rule: bool = Field(
         default=False, description="refuse a challenger whose online HR in shadow is worse"
     )
+
+    @field_validator("admin_key")
+    @classmethod
+    def _empty_key_is_no_key(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty TRITON_ADMIN_KEY is no key: nothing to send.
+        return value if value is not None and value.get_secret_value().strip() else None

@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from pydantic import SecretStr
 
 from models.serving import RANK_OUTPUT
 from services.recommender.triton import rank_inputs
+from services.stack.settings import TRITON_ADMIN_HEADER
 from services.trainer.validate import (
     ModelRejected,
     check_scores,
@@ -30,11 +32,18 @@ from services.trainer.validate import (
     scorer_probes,
 )
 
-ADMIN_HEADER = "admin-key"  # docker-compose.yml restricts the repository API to this key
+# Triton restricts its repository API to this header's key (docker-compose.yml and the
+# embedded stack alike); one name for both, defined where the stack sets the restriction.
+ADMIN_HEADER = TRITON_ADMIN_HEADER
 
 
 class TritonControlError(RuntimeError):
     """Triton refused or failed a model-control request; the message carries its reason."""
+
+
+class TritonAccessDenied(TritonControlError):
+    """Triton refused a model-control request for want of the admin key: the operator's
+    setting is wrong, not the model, so it is never reported as a rejected model."""
 
 
 class ModelControl(Protocol):
@@ -58,11 +67,15 @@ class ModelControl(Protocol):
 class TritonControl:
     """Model control over Triton's HTTP endpoint (``tritonclient.http``)."""
 
-    def __init__(self, url: str, admin_key: str | None = None, timeout_s: float = 300.0) -> None:
+    def __init__(
+        self, url: str, admin_key: str | SecretStr | None = None, timeout_s: float = 300.0
+    ) -> None:
         import tritonclient.http as httpclient
 
         self.url = url.removeprefix("http://").removeprefix("https://")
-        self.headers = {ADMIN_HEADER: admin_key} if admin_key else None
+        key = admin_key.get_secret_value() if isinstance(admin_key, SecretStr) else admin_key
+        # Sent on the repository API only (load, unload, index): inference needs no key.
+        self.headers = {ADMIN_HEADER: key} if key else None
         self.timeout_s = timeout_s
         self._http = httpclient
         # tritonclient.http runs on gevent, whose sockets belong to the thread that made
@@ -92,7 +105,19 @@ class TritonControl:
         try:
             return fn(*args, **kwargs)
         except InferenceServerException as exc:
-            raise TritonControlError(f"Triton at {self.url}: {what}: {exc.message()}") from exc
+            message = exc.message() or str(exc)
+            if "restricted" in message:  # Triton's answer to a missing or wrong admin key
+                hint = (
+                    "model control needs Triton's admin key: set TRITON_ADMIN_KEY; a stack "
+                    "started by `streamrec up` keeps it in its run dir, where `streamrec` "
+                    "finds it"
+                    if self.headers is None
+                    else "the admin key sent was refused: is TRITON_ADMIN_KEY this server's?"
+                )
+                raise TritonAccessDenied(
+                    f"Triton at {self.url}: {what}: {message} ({hint})"
+                ) from exc
+            raise TritonControlError(f"Triton at {self.url}: {what}: {message}") from exc
         except OSError as exc:
             raise TritonControlError(f"Triton at {self.url} unreachable ({what}): {exc}") from exc
 
@@ -153,6 +178,8 @@ class TritonControl:
         name = f"{model}-canary"
         try:
             self.load_files(name, folder, config)
+        except TritonAccessDenied:
+            raise  # says nothing about the model
         except TritonControlError as exc:
             raise ModelRejected(f"Triton cannot load this version: {exc}") from exc
         try:

@@ -32,6 +32,21 @@ def test_to_env_round_trips(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
     assert StackSettings() == original
 
 
+def test_to_env_passes_the_admin_key_itself_and_leaves_an_unset_one_out(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in ("TRITON_ADMIN_KEY", "STREAMREC_TRITON_ADMIN_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    unset = StackSettings(run_dir=tmp_path)
+    assert "STREAMREC_TRITON_ADMIN_KEY" not in unset.to_env()  # not the text "None"
+    keyed = StackSettings(run_dir=tmp_path, triton_admin_key="k3y")
+    env = keyed.to_env()
+    assert env["STREAMREC_TRITON_ADMIN_KEY"] == "k3y"  # the secret, not its mask
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert StackSettings() == keyed and StackSettings().admin_key() == "k3y"
+
+
 def test_each_worker_gets_the_stack_addresses_and_its_own_port(tmp_path: Path) -> None:
     s = StackSettings(
         broker_port=1234, triton_grpc_port=5678, worker_web_port=7000, run_dir=tmp_path
