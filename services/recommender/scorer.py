@@ -106,7 +106,11 @@ class TritonScorer(TritonModelClient):
                 ),
                 timeout=self.timeout_s,
             )
-        except (InferenceServerException, TimeoutError, OSError) as exc:
+        except TimeoutError as exc:  # a hung or overloaded server; str(exc) is empty
+            raise ScorerError(
+                f"Triton at {self.url} ({self.model}): no answer within {self.timeout_s} s"
+            ) from exc
+        except (InferenceServerException, OSError) as exc:
             raise ScorerError(f"Triton at {self.url} ({self.model}): {exc}") from exc
         scores = result.as_numpy(RANK_OUTPUT)
         if scores is None or scores.shape != (1, *batch.shape):

@@ -4,6 +4,29 @@ from __future__ import annotations
 
 from typing import Any
 
+# gRPC waits before reconnecting to a server that refused it: 1 s, growing 1.6-fold up to
+# 120 s. After a 30 s outage its next attempt could come 20 s after Triton is back, every
+# scorer call failing at once ("failed to connect") until then, so recovery would wait on
+# the back-off, not on Triton. Capped, a Triton that is back is found within a second.
+RECONNECT_BACKOFF_MS = (250, 1000)  # first wait, longest wait
+
+
+def channel_args(client_module: Any) -> list[tuple[str, int]]:
+    """tritonclient's own channel options (message sizes, keepalive), plus the capped
+    reconnect back-off: giving ``channel_args`` replaces all of its defaults."""
+    keepalive = client_module.KeepAliveOptions()
+    first, longest = RECONNECT_BACKOFF_MS
+    return [
+        ("grpc.max_send_message_length", client_module.MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.max_receive_message_length", client_module.MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
+        ("grpc.keepalive_permit_without_calls", keepalive.keepalive_permit_without_calls),
+        ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
+        ("grpc.initial_reconnect_backoff_ms", first),
+        ("grpc.max_reconnect_backoff_ms", longest),
+    ]
+
 
 def rank_inputs(client_module: Any, request: Any) -> list[Any]:
     """The scorer's four inputs for ``request`` (a ``models.serving.RankRequest``), with
@@ -42,7 +65,9 @@ class TritonModelClient:
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = self._mod.InferenceServerClient(url=self.url)
+            self._client = self._mod.InferenceServerClient(
+                url=self.url, channel_args=channel_args(self._mod)
+            )
         return self._client
 
     async def close(self) -> None:

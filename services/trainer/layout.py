@@ -21,6 +21,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -29,6 +30,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 STAGING, RETIRED, LOCK, RETIRED_NOTE = ".staging", ".retired", ".lock", "RETIRED.json"
+# A model name is one folder of the repository: letters, digits, "_", "-" and ".", not
+# starting with "." (so never "..", nor one of the hidden folders above).
+MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
 class LayoutError(RuntimeError):
@@ -40,11 +44,33 @@ def _is_version(name: str) -> bool:
     return name.isdigit() and not name.startswith("0")
 
 
+def check_model_name(model: str) -> str:
+    """``model`` if it names one folder inside a repository; :class:`LayoutError` otherwise.
+
+    The name comes from users (``streamrec deploy --model``) and settings, and every
+    change is made under ``<repository>/<model>``: "../x", "/abs" or "a/b" would move
+    and delete folders outside the repository.
+    """
+    if not isinstance(model, str) or not MODEL_NAME.fullmatch(model):
+        raise LayoutError(
+            f"model name {model!r} is not a plain folder name inside the repository "
+            "(letters, digits, '_', '-', '.', not starting with '.'; no '/', no '..')"
+        )
+    return model
+
+
+def check_version(version: int) -> int:
+    """``version`` if it is a version number (a positive int); :class:`LayoutError` otherwise."""
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise LayoutError(f"version {version!r} is not a positive integer")
+    return version
+
+
 class ModelFolder:
     """Versions of one model on disk; every change goes through :meth:`lock`."""
 
     def __init__(self, repository: Path, model: str) -> None:
-        self.repository, self.model = Path(repository), model
+        self.repository, self.model = Path(repository), check_model_name(model)
         self.path = self.repository / model
         if not (self.path / "config.pbtxt").is_file():
             raise LayoutError(f"{self.path} is not a Triton model folder (no config.pbtxt)")
@@ -54,7 +80,7 @@ class ModelFolder:
         return self.path / "config.pbtxt"
 
     def version_path(self, version: int) -> Path:
-        return self.path / str(version)
+        return self.path / str(check_version(version))
 
     def versions(self) -> list[int]:
         """Published versions, oldest first."""
@@ -74,7 +100,7 @@ class ModelFolder:
         return sorted(int(p.name) for p in folder.iterdir() if _is_version(p.name))
 
     def retired_note(self, version: int) -> dict[str, object]:
-        note = self.path / RETIRED / str(version) / RETIRED_NOTE
+        note = self.path / RETIRED / str(check_version(version)) / RETIRED_NOTE
         return json.loads(note.read_text()) if note.is_file() else {}
 
     def next_version(self) -> int:
@@ -90,15 +116,21 @@ class ModelFolder:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
-    def stage(self) -> Path:
-        """An empty folder on the same filesystem, so publishing can be one rename."""
+    def _staging(self) -> Path:
         staging = self.path / STAGING
         staging.mkdir(exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix="v-", dir=staging))
+        return staging
+
+    def stage(self) -> Path:
+        """An empty folder on the same filesystem, so publishing can be one rename."""
+        return Path(tempfile.mkdtemp(prefix="v-", dir=self._staging()))
 
     def publish(self, staged: Path) -> int:
         """Rename ``staged`` to the next version number; returns it. Hold :meth:`lock`."""
-        if staged.parent != self.path / STAGING:
+        # Resolved, so ".staging/.." (the model folder itself) or a link out of staging
+        # is not taken for a staged version.
+        staging = (self.path / STAGING).resolve()
+        if staged.parent != self.path / STAGING or staged.resolve().parent != staging:
             raise LayoutError(f"{staged} was not staged in {self.path / STAGING}")
         version = self.next_version()
         _fsync_tree(staged)
@@ -123,7 +155,7 @@ class ModelFolder:
 
     def restore(self, version: int) -> None:
         """Undo :meth:`retire` (used when taking a version out could not be completed)."""
-        source = self.path / RETIRED / str(version)
+        source = self.path / RETIRED / str(check_version(version))
         (source / RETIRED_NOTE).unlink(missing_ok=True)
         os.rename(source, self.version_path(version))
         _fsync_dir(self.path)
@@ -138,7 +170,11 @@ class ModelFolder:
         gone: list[Path] = []
         for version in self.versions()[:-keep]:
             path = self.version_path(version)
-            shutil.rmtree(path)
+            # Out of sight in one rename, then deleted: no reader (Triton, a listing)
+            # ever finds a version folder half-deleted.
+            doomed = Path(tempfile.mkdtemp(prefix=f"pruned-{version}-", dir=self._staging()))
+            os.rename(path, doomed / "version")
+            shutil.rmtree(doomed)
             gone.append(path)
         for version in self.retired()[:-keep]:
             path = self.path / RETIRED / str(version)

@@ -10,6 +10,10 @@ Any failure before publishing leaves the repository and Triton as they were and 
 :class:`ModelRejected` with the reason. A failure after publishing retires the new
 version and reloads, so the folder and Triton agree again on the previous version.
 Every outcome is appended to ``<model>/.releases.jsonl``.
+
+A version folder that no release published (copied straight into the repository, maybe
+half-way) is validated like a candidate before each release and rollback, and set aside
+to ``.retired`` if it fails: otherwise a rollback, or a restarted Triton, would load it.
 """
 
 from __future__ import annotations
@@ -39,7 +43,8 @@ CODE_FILES = ("model.py",)
 
 @dataclass
 class Release:
-    """What happened to one candidate; ``outcome`` is serving, rejected or rolled-back."""
+    """What happened to one candidate; ``outcome`` is serving, rejected, rolled-back, or
+    set-aside (a version folder no release published, found unservable)."""
 
     model: str
     outcome: str
@@ -75,6 +80,7 @@ class Releaser:
         """Release model files from ``source`` (a version folder, or one ``.onnx`` file)."""
         started = time.perf_counter()
         with self.folder.lock():
+            self._set_aside_unservable()
             previous = self.folder.serving()
             staged = self.folder.stage()
             try:
@@ -89,6 +95,7 @@ class Releaser:
         """Release a version already written into :meth:`ModelFolder.stage` (the trainer)."""
         started = time.perf_counter()
         with self.folder.lock():
+            self._set_aside_unservable()
             previous = self.folder.serving()
             try:
                 self._fill_code(staged, previous)
@@ -100,6 +107,9 @@ class Releaser:
         """Retire the serving version; the previous published one serves again."""
         started = time.perf_counter()
         with self.folder.lock():
+            # The version rolled back to must be one Triton can load: not a folder an
+            # operator copied in by hand and never finished.
+            self._set_aside_unservable()
             versions = self.folder.versions()
             if len(versions) < 2:
                 raise LayoutError(
@@ -168,6 +178,49 @@ class Releaser:
             log.debug("no shadow to unload: %s", exc)
 
     # -- the common path -----------------------------------------------------------
+
+    def _trusted(self) -> set[int]:
+        """Versions known to serve: ones a release made serve, and the one Triton serves."""
+        trusted = {
+            int(str(entry["version"]))
+            for entry in self.history(last=None)
+            if entry.get("outcome") in ("serving", "rolled-back") and entry.get("version")
+        }
+        try:
+            ready = self.control.ready_version(self.model)
+        except TritonControlError as exc:
+            log.debug("Triton's serving version unknown (%s); validating every version", exc)
+            ready = None
+        if ready is not None:
+            trusted.add(ready)
+        return trusted
+
+    def _set_aside_unservable(self) -> list[int]:
+        """Retire published-looking version folders that no release vouches for and that
+        fail validation; returns them. Hold the lock.
+
+        Triton takes any integer folder for a version, and with ``latest`` the highest
+        serves on its next load (a rollback, a restart). A folder written straight into
+        the repository (a careless ``cp``, one that died half-way) must not be that one.
+        """
+        trusted = self._trusted()
+        unknown = [v for v in self.folder.versions() if v not in trusted]
+        if not unknown:
+            return []
+        try:
+            config = read_config(self.folder.config_path)
+        except ModelRejected:
+            return []  # every release validates with this config and will say what is wrong
+        set_aside = []
+        for version in unknown:
+            try:
+                validate_version(self.folder.version_path(version), config, self.model)
+            except ModelRejected as exc:
+                reason = f"set aside: not published by a release, and not servable: {exc}"
+                self.folder.retire(version, reason)
+                set_aside.append(version)
+                self._record(Release(self.model, "set-aside", version, None, reason))
+        return set_aside
 
     def _release(
         self,
@@ -266,12 +319,15 @@ class Releaser:
         line = json.dumps(asdict(release), default=str)
         with (self.folder.path / RELEASE_LOG).open("a") as fh:
             fh.write(line + "\n")
-        level = logging.INFO if release.outcome != "rejected" else logging.WARNING
+        level = logging.WARNING if release.outcome in ("rejected", "set-aside") else logging.INFO
         log.log(level, "release %s: %s", self.model, line)
 
-    def history(self, last: int = 20) -> list[dict[str, object]]:
+    def history(self, last: int | None = 20) -> list[dict[str, object]]:
+        """The last ``last`` releases (all of them if None), oldest first."""
         path = self.folder.path / RELEASE_LOG
         if not path.is_file():
             return []
-        lines = path.read_text().splitlines()[-last:]
+        lines = path.read_text().splitlines()
+        if last is not None:
+            lines = lines[-last:]
         return [json.loads(line) for line in lines if line.strip()]

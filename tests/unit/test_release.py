@@ -115,10 +115,97 @@ def test_prune_keeps_the_newest_versions(folder: ModelFolder) -> None:
     assert sorted(p.name for p in gone) == ["1", "2", "3"]
 
 
+def test_prune_takes_a_version_out_of_sight_before_deleting_it(
+    folder: ModelFolder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rmtree deletes file by file: run on a version folder, a reader (Triton, a listing)
+    could find it half-deleted. It must only ever run on something already moved out."""
+    for _ in range(2):
+        staged = folder.stage()
+        write_scorer(staged)
+        folder.publish(staged)
+    deleted: list[tuple[Path, list[int]]] = []
+    rmtree = shutil.rmtree
+
+    def watched(path: Path, *args: object, **kwargs: object) -> None:
+        deleted.append((Path(path), folder.versions()))
+        rmtree(path)
+
+    monkeypatch.setattr("services.trainer.layout.shutil.rmtree", watched)
+    folder.prune(keep=1)
+    assert folder.versions() == [3]
+    # Each deleted from .staging, after it was gone from the versions Triton can see.
+    assert [path.parent for path, _ in deleted] == [folder.path / ".staging"] * 2
+    assert [versions for _, versions in deleted] == [[2, 3], [3]]
+
+
 def test_a_folder_without_config_is_refused(tmp_path: Path) -> None:
     (tmp_path / "scorer").mkdir()
     with pytest.raises(LayoutError, match=r"no config\.pbtxt"):
         ModelFolder(tmp_path, "scorer")
+
+
+@pytest.mark.parametrize(
+    "name", ["../x", "..", ".", "", "/etc", "a/b", "scorer/../../x", ".staging", "a\\b", "x\n"]
+)
+def test_model_names_that_leave_the_repository_are_refused(
+    folder: ModelFolder, tmp_path: Path, name: str
+) -> None:
+    # A config.pbtxt where "../x" would point, so only the name check can refuse it.
+    outside = tmp_path.parent / "x"
+    outside.mkdir(exist_ok=True)
+    (outside / "config.pbtxt").write_text("name: 'x'\n")
+    with pytest.raises(LayoutError, match="not a plain folder name inside the repository"):
+        ModelFolder(tmp_path, name)
+
+
+def test_plain_model_names_are_taken(tmp_path: Path) -> None:
+    for name in ("scorer", "item_encoder", "scorer-shadow", "ranker.v2"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.pbtxt").write_text(f"name: '{name}'\n")
+        assert ModelFolder(tmp_path, name).path == tmp_path / name
+
+
+@pytest.mark.parametrize("version", [0, -1, True, "../1", 1.5])
+def test_version_numbers_must_be_positive_integers(folder: ModelFolder, version: object) -> None:
+    with pytest.raises(LayoutError, match="not a positive integer"):
+        folder.version_path(version)  # type: ignore[arg-type]  # what a bad caller passes
+    with pytest.raises(LayoutError, match="not a positive integer"):
+        folder.retire(version, "test")  # type: ignore[arg-type]
+    assert folder.versions() == [1]
+
+
+def test_publish_refuses_paths_that_only_look_staged(folder: ModelFolder, tmp_path: Path) -> None:
+    staging = folder.stage().parent
+    # ".staging/.." is the model folder itself: renaming it would unpublish every version.
+    with pytest.raises(LayoutError, match="not staged"):
+        folder.publish(staging / "..")
+    elsewhere = write_scorer(tmp_path / "elsewhere")
+    (staging / "link").symlink_to(elsewhere)
+    with pytest.raises(LayoutError, match="not staged"):
+        folder.publish(staging / "link")
+    assert folder.versions() == [1] and elsewhere.is_dir()
+
+
+def test_deploy_refuses_a_model_name_outside_the_repository(
+    folder: ModelFolder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from services.cli import main
+
+    outside = tmp_path.parent / "escaped"
+    (outside / "1").mkdir(parents=True, exist_ok=True)
+    shutil.copy(folder.config_path, outside / "config.pbtxt")
+    monkeypatch.setenv("STREAMREC_MODEL_REPOSITORY", str(folder.repository))
+    monkeypatch.delenv("STREAMREC_TRAINER_MODEL_REPOSITORY", raising=False)
+    source = write_scorer(tmp_path / "mine")
+    for name in ("../escaped", str(outside), "scorer/../../escaped"):
+        result = CliRunner().invoke(main, ["deploy", str(source), "--model", name])
+        assert result.exit_code == 1, result.output
+        assert "is not a plain folder name inside the repository" in result.output
+    assert sorted(p.name for p in outside.iterdir()) == ["1", "config.pbtxt"]
+    assert folder.versions() == [1]
 
 
 # -- validation --------------------------------------------------------------------------
@@ -264,6 +351,54 @@ def test_a_rollback_triton_refuses_leaves_the_folder_as_served(
     with pytest.raises(TritonControlError):
         releaser.rollback()
     assert folder.versions() == [1, 2] and triton.loaded == 2
+
+
+def half_copied(folder: ModelFolder, version: int, missing: bool = False) -> Path:
+    """``<version>/`` written straight into the repository by a copy that stopped half-way:
+    the model file cut short (or not there yet), the backend code already copied."""
+    path = folder.version_path(version)
+    path.mkdir()
+    shutil.copy(folder.version_path(1) / "model.py", path)
+    if not missing:
+        whole = (folder.version_path(1) / "model.onnx").read_bytes()
+        (path / "model.onnx").write_bytes(whole[: len(whole) // 2])
+    return path
+
+
+@pytest.mark.parametrize("missing", [False, True], ids=["truncated", "missing"])
+def test_a_half_copied_version_is_set_aside_and_never_served(
+    releaser: Releaser, folder: ModelFolder, triton: FakeTriton, tmp_path: Path, missing: bool
+) -> None:
+    half_copied(folder, 2, missing)
+    release = releaser.deploy(write_scorer(tmp_path / "v3", scale=3.0))
+    assert (release.version, release.previous) == (3, 1)
+    assert folder.versions() == [1, 3] and folder.retired() == [2] and triton.loaded == 3
+    note = str(folder.retired_note(2)["reason"])
+    assert "not published by a release" in note and "model.onnx" in note
+    # The rollback goes back to the version that served before, not to the copy.
+    assert releaser.rollback("test").version == 1
+    assert triton.loaded == 1
+    outcomes = [(e["outcome"], e["version"]) for e in release_log(folder)]
+    assert outcomes == [("set-aside", 2), ("serving", 3), ("rolled-back", 1)]
+
+
+def test_a_rollback_never_falls_back_to_a_half_copied_version(
+    releaser: Releaser, folder: ModelFolder, triton: FakeTriton, tmp_path: Path
+) -> None:
+    releaser.deploy(write_scorer(tmp_path / "v2"))
+    # Version 3 copied in by hand over the served 2, and stopped half-way.
+    half_copied(folder, 3)
+    assert releaser.rollback("test").version == 1
+    assert folder.versions() == [1] and folder.retired() == [2, 3] and triton.loaded == 1
+
+
+def test_a_version_copied_in_whole_is_kept(
+    releaser: Releaser, folder: ModelFolder, tmp_path: Path
+) -> None:
+    """Validation, not provenance, decides: a complete copy stays a version."""
+    shutil.copytree(folder.version_path(1), folder.version_path(2))
+    assert releaser.deploy(write_scorer(tmp_path / "v3")).version == 3
+    assert folder.versions() == [1, 2, 3] and folder.retired() == []
 
 
 def test_old_versions_are_pruned_after_a_release(
