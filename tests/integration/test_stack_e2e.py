@@ -327,7 +327,7 @@ def test_cli_produce_and_tail_show_titles_and_reasons(stack, kafka, unique, tmp_
         assert f"The Film {unique}" not in line.split("  (")[0]  # the user's own click
 
 
-def test_a_new_item_is_recommended_by_its_text_before_anyone_clicks_it(stack, kafka, unique) -> None:  # type: ignore[no-untyped-def]
+def test_a_new_item_is_recommended_by_its_text_before_any_click(stack, kafka, unique) -> None:  # type: ignore[no-untyped-def]
     """Cold start through the real path: items -> Triton item_encoder -> embedding index ->
     semantic candidates -> Triton scorer (the LLM ranker) -> recommendations. How soon is a
     benchmark's question (docs/BENCHMARKS.md); here the probes stop after 60 s."""

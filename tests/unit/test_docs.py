@@ -36,8 +36,9 @@ def test_every_streamrec_command_the_readme_names_exists() -> None:
 
 
 def test_every_repository_path_the_readme_names_exists() -> None:
-    paths = set(re.findall(r"\((?!https?:)((?:docs|services|models|tests|deploy)/[^)#\s]*)", README))
-    paths |= set(re.findall(r"`((?:services|models|tests|deploy)/[\w/.-]+\.(?:py|yml|json))`", README))
+    linked = r"\((?!https?:)((?:docs|services|models|tests|deploy)/[^)#\s]*)"
+    quoted = r"`((?:services|models|tests|deploy)/[\w/.-]+\.(?:py|yml|json))`"
+    paths = set(re.findall(linked, README)) | set(re.findall(quoted, README))
     assert paths
     missing = sorted(p for p in paths if not (REPO / p).exists())
     assert missing == []

@@ -55,4 +55,3 @@ def test_user_state_saved_before_windows_still_loads() -> None:
     assert user.clicks == 1 and (user.clicks_1h, user.clicks_24h) == (0, 0)
     user.record("e2", "b", 10.0, recent_limit=50, seen_limit=2000)
     assert user.clicks_24h == 1  # only what it has seen since
-
