@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from pydantic import BaseModel
 
 from services.contract import codec
@@ -145,6 +153,73 @@ def partitions_at_end(c: Consumer, topics: Iterable[str]) -> list[TopicPartition
             _, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
             out.append(TopicPartition(topic, p, high))
     return out
+
+
+def end_offsets(
+    settings: KafkaSettings,
+    listed: Mapping[tuple[str, int], int],
+    timeout: float = 10.0,
+) -> dict[tuple[str, int], int]:
+    """The true end offset of each partition in ``listed`` (its ListOffsets answer).
+
+    tansu answers ListOffsets with its last record batch's first offset + 1: short of the
+    end by the batch's size - 1 (a producer that batched 40 records hides 39). A reader
+    that stops at that answer misses the tail: Faust's table recovery (it would restore a
+    user's older state) and lag (it would read 0 too early). A fetch reports the real high
+    watermark, so each partition with records is read from its listed end - 1 to the
+    partition EOF. Other brokers answer exactly; the fetch then returns what was listed.
+    """
+    ends = dict(listed)
+    probe = [(tp, end) for tp, end in listed.items() if end > 0]
+    if not probe:
+        return ends
+    c = consumer(settings, None, **{"enable.partition.eof": True})
+    try:
+        c.assign([TopicPartition(topic, p, end - 1) for (topic, p), end in probe])
+        waiting = {tp for tp, _ in probe}
+        deadline = time.monotonic() + timeout
+        while waiting and time.monotonic() < deadline:
+            msg = c.poll(0.2)
+            if msg is None or (err := msg.error()) is None:
+                continue
+            if err.code() == KafkaError._PARTITION_EOF:
+                tp = (msg.topic() or "", msg.partition() or 0)
+                ends[tp] = max(ends.get(tp, 0), msg.offset() or 0)
+                waiting.discard(tp)
+            elif err.fatal():
+                raise KafkaException(err)
+        if waiting:
+            raise KafkaException(
+                f"no end offset within {timeout:.0f}s for {sorted(waiting)} (broker "
+                f"{settings.bootstrap})"
+            )
+        return ends
+    finally:
+        c.close()
+
+
+def rewind_replaced(
+    c: Consumer, next_offsets: MutableMapping[tuple[str, int], int]
+) -> list[tuple[str, int]]:
+    """Seek to its start each partition whose end fell below the next offset to read;
+    returns those partitions (their entry in ``next_offsets`` set to 0).
+
+    The end only falls when the log was replaced: a broker on memory storage (tansu)
+    restarted empty, or the topic was deleted and created again. Kafka answers a fetch past
+    the end with OFFSET_OUT_OF_RANGE and librdkafka resets the position itself; tansu
+    answers it with no records and no error, so a long-running reader would wait, silently,
+    until the new log grew past its old position, and miss everything sent meanwhile. The
+    end used is the one the last fetch reported (no request; tansu's ListOffsets answer
+    lags the real end, see :func:`end_offsets`).
+    """
+    rewound = []
+    for key, next_offset in list(next_offsets.items()):
+        high = c.get_watermark_offsets(TopicPartition(*key), cached=True)[1]
+        if 0 <= high < next_offset:
+            next_offsets[key] = 0
+            c.seek(TopicPartition(key[0], key[1], OFFSET_BEGINNING))
+            rewound.append(key)
+    return rewound
 
 
 def read_topic(

@@ -109,6 +109,7 @@ def create_app(
         producer_acks=-1,
     )
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms
+    app.kafka_settings = kafka
 
     # Raw bytes both ways: our codec validates and serialises, so a bad message
     # reaches the agent (and the DLQ) instead of failing inside Faust's decoder.

@@ -1,20 +1,39 @@
-"""Faust's aiokafka transport with a configurable consumer fetch wait.
+"""Faust's aiokafka transport: a configurable consumer fetch wait, and changelog ends
+read to the true end.
 
 Faust passes ``fetch_max_wait_ms=1500`` to aiokafka unconditionally. On a quiet topic a
 fetch then waits up to 1.5 s for data; brokers that do not wake a waiting fetch when data
 arrives (tansu, measured) make that the click-to-recommendation latency. aiokafka reads
 the value when the consumer starts, so we set it on the consumer Faust creates, before
 Faust starts it. tansu answers waits of 10 ms or less with no data at all; 50–500 ms work.
+
+Table recovery replays each changelog partition up to the end offset the broker lists
+(ListOffsets). tansu lists its last record batch's first offset + 1, short of the end by
+the batch's size - 1, so a restarted worker stopped replaying early and recovered users'
+older state: clicks already answered were answered again and counted twice
+(tests/reliability/test_worker_faults.py). For changelog partitions the listed end is
+checked by fetching to the partition's end (services/kafka/io.py:end_offsets); on other
+brokers that returns what was listed.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Mapping
 from typing import Any
 
 import faust
 from faust.transport.drivers import aiokafka as driver
+from faust.types import TP
+
+from services.kafka.io import end_offsets
+from services.kafka.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
 
 DEFAULT_FETCH_MAX_WAIT_MS = 100
+CHANGELOG_SUFFIX = "-changelog"
 
 
 class _ConsumerThread(driver.AIOKafkaConsumerThread):
@@ -23,6 +42,32 @@ class _ConsumerThread(driver.AIOKafkaConsumerThread):
         wait = getattr(self.app, "fetch_max_wait_ms", DEFAULT_FETCH_MAX_WAIT_MS)
         consumer._fetch_max_wait_ms = int(wait)  # aiokafka has no public setter
         return consumer
+
+    async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
+        listed = dict(await super()._highwaters(partitions))
+        settings: KafkaSettings | None = getattr(self.app, "kafka_settings", None)
+        changelogs = {
+            (tp.topic, tp.partition): end
+            for tp, end in listed.items()
+            if end is not None and tp.topic.endswith(CHANGELOG_SUFFIX)
+        }
+        if settings is None or not changelogs:
+            return listed
+        try:
+            # A blocking confluent-kafka read, off this consumer thread's event loop.
+            ends = await asyncio.get_running_loop().run_in_executor(
+                None, end_offsets, settings, changelogs
+            )
+        except Exception as exc:  # recovery goes on with the listed ends, as before
+            log.warning("changelog end offsets not refined (%s); using the listed ones", exc)
+            return listed
+        refined = {tp: ends.get((tp.topic, tp.partition), end) for tp, end in listed.items()}
+        for tp, end in refined.items():
+            if end != listed[tp]:
+                log.info(
+                    "changelog %s[%d]: end %d, listed %d", tp.topic, tp.partition, end, listed[tp]
+                )
+        return refined
 
 
 class _Consumer(driver.Consumer):
@@ -38,6 +83,8 @@ class App(faust.App):
     """A Faust app whose worker consumer waits at most ``fetch_max_wait_ms`` per fetch."""
 
     fetch_max_wait_ms: int = DEFAULT_FETCH_MAX_WAIT_MS
+    # How to reach the broker with confluent-kafka (changelog ends); None skips that check.
+    kafka_settings: KafkaSettings | None = None
 
     def _new_transport(self) -> Any:
         return Transport(self.conf.broker_consumer, self)

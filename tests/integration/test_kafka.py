@@ -58,3 +58,31 @@ def test_producer_reports_undeliverable_messages(unique) -> None:  # type: ignor
     producer.send(f"t-{unique}", b"x")
     with pytest.raises(DeliveryError):
         producer.flush(timeout=5)
+
+
+def test_end_offsets_are_each_partitions_true_end_however_it_was_batched(kafka, unique) -> None:  # type: ignore[no-untyped-def]
+    """40 and 7 records sent in one batch each: ListOffsets may list less (tansu lists the
+    last batch's first offset + 1); ``end_offsets`` reads to the real end, which a table
+    recovery must reach (services/recommender/transport.py)."""
+    from confluent_kafka import Producer, TopicPartition
+
+    from services.kafka.io import consumer, end_offsets
+
+    topic = f"changelog-{unique}"
+    ensure_topics(kafka, 2, [topic])
+    sizes = {0: 40, 1: 7}
+    producer = Producer({**kafka.confluent_config(), "linger.ms": 200})
+    for p, n in sizes.items():
+        for i in range(n):
+            producer.produce(topic, f"v{i}".encode(), b"k", partition=p)
+    assert producer.flush(10) == 0
+    c = consumer(kafka, None)
+    try:
+        listed = {
+            (topic, p): c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in sizes
+        }
+    finally:
+        c.close()
+    assert end_offsets(kafka, listed) == {(topic, p): n for p, n in sizes.items()}
+    assert end_offsets(kafka, {(topic, 0): 0}) == {(topic, 0): 0}, "an empty listing stays"
