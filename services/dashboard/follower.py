@@ -88,7 +88,7 @@ class StreamFollower:
                 self._stop.wait(self.retry_s)
 
     def _read(self) -> None:
-        from services.kafka.io import consumer, partitions_at_end, records
+        from services.kafka.io import consumer, partitions_at_end, records, rewind_replaced
 
         c = consumer(self.kafka)
         try:
@@ -100,8 +100,14 @@ class StreamFollower:
             c.assign(live + catalog)
             self.error = None
             self.positioned.set()
+            next_offsets: dict[tuple[str, int], int] = {}
             while not self._stop.is_set():
+                # A broker restarted empty: read the new logs from their start.
+                rewind_replaced(c, next_offsets)
                 for msg in records(c.consume(num_messages=1000, timeout=0.5)):
+                    next_offsets[(msg.topic() or "", msg.partition() or 0)] = (
+                        msg.offset() or 0
+                    ) + 1
                     self.apply(msg)
         finally:
             c.close()

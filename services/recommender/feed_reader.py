@@ -18,7 +18,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from services.contract import codec
-from services.kafka.io import consumer
+from services.kafka.io import consumer, rewind_replaced
 from services.kafka.settings import KafkaSettings
 from services.recommender.feed import DEFAULT_TOPICS, FeedTopics
 from services.recommender.shared import SharedRecord
@@ -63,6 +63,7 @@ class FeedReader:
         # Written by the reader thread only; read (whole values) by ``status``.
         self.read = 0
         self.malformed = 0
+        self.resets = 0  # partitions read again from the start after their log was replaced
         self._refined: set[tuple[str, int]] = set()  # partitions whose end was refined
         self._next: dict[tuple[str, int], int] = {}  # partition -> next offset to read
         self._high: dict[tuple[str, int], int] = {}  # partition -> high watermark last seen
@@ -101,6 +102,7 @@ class FeedReader:
             "lag": self.lag,
             "read": self.read,
             "malformed": self.malformed,
+            "resets": self.resets,
             "error": None if self.error is None else repr(self.error),
         }
 
@@ -156,6 +158,10 @@ class FeedReader:
                 self._put(_CAUGHT_UP)
             refreshed = 0.0
             while not self._stop.is_set():
+                now = time.monotonic()
+                if now - refreshed > 0.5:
+                    refreshed = now
+                    self._refresh_ends(c)
                 msg = c.poll(self.poll_s)
                 if msg is None:
                     continue
@@ -190,15 +196,26 @@ class FeedReader:
                     del pending[key]
                     if not pending:
                         self._put(_CAUGHT_UP)
-                now = time.monotonic()
-                if now - refreshed > 0.5:
-                    refreshed = now
-                    for tp_key in self._next:
-                        high = c.get_watermark_offsets(TopicPartition(*tp_key), cached=True)[1]
-                        if high >= 0:
-                            self._high[tp_key] = high
         finally:
             c.close()
+
+    def _refresh_ends(self, c: Consumer) -> None:
+        """Each read partition's end, from the last fetch (no request); a partition whose
+        log was replaced (tansu restarted on memory storage) is read again from its start:
+        catalog entries and item activity sent after a broker restart reach this worker
+        (services/kafka/io.py:rewind_replaced)."""
+        for key in self._next:
+            high = c.get_watermark_offsets(TopicPartition(*key), cached=True)[1]
+            if high >= 0:
+                self._high[key] = high
+        for topic, partition in rewind_replaced(c, self._next):
+            log.warning(
+                "feed: %s[%d] was replaced (a broker restarted on memory storage?); "
+                "reading it again from its start",
+                topic,
+                partition,
+            )
+            self.resets += 1
 
     def _partitions(self, c: Consumer) -> list[TopicPartition]:
         """The feed topics' partitions, waiting for the topics to be created."""

@@ -52,15 +52,21 @@ class RecommendationReader:
                 self._stop.wait(5.0)
 
     def _read(self) -> None:
-        from services.kafka.io import consumer, partitions_at_end, records
+        from services.kafka.io import consumer, partitions_at_end, records, rewind_replaced
 
         c = consumer(self.kafka)
         try:
             c.assign(partitions_at_end(c, [self.topic]))
             self.error = None
             self._ready.set()
+            next_offsets: dict[tuple[str, int], int] = {}
             while not self._stop.is_set():
+                # A broker restarted empty: read the new log from its start.
+                rewind_replaced(c, next_offsets)
                 for msg in records(c.consume(num_messages=1000, timeout=0.5)):
+                    next_offsets[(msg.topic() or "", msg.partition() or 0)] = (
+                        msg.offset() or 0
+                    ) + 1
                     try:
                         rec = Recommendation.model_validate_json(msg.value() or b"")
                     except ValidationError:

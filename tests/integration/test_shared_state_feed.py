@@ -18,6 +18,7 @@ from services.recommender.encoder import HashingEncoder
 from services.recommender.feed import FeedTopics
 from services.recommender.feed_reader import FeedReader
 from services.recommender.pipeline import RecommenderCore
+from tests.support.infra import embedded_kafka, free_port
 from tests.support.shared_state import ProducerPublisher, feed_core, snapshot, split
 
 pytestmark = pytest.mark.integration
@@ -88,3 +89,49 @@ def test_workers_on_the_real_feed_hold_identical_state_and_a_new_reader_rebuilds
                 publisher.close()
 
     asyncio.run(scenario())
+
+
+def test_a_reader_carries_on_after_its_broker_restarts_empty() -> None:
+    """tansu on memory storage restarts with empty logs and answers a fetch past their end
+    with nothing, not OFFSET_OUT_OF_RANGE: the reader must notice the end fell below its
+    position and read the new log from its start, or items published after the restart
+    never reach this worker (tests/reliability/test_broker_restart.py)."""
+    port = free_port()
+    topics = FeedTopics(activity="item-activity", embeddings="item-embeddings")
+    ds = synthetic.generate(n_users=5, n_items=20, n_clicks=10, seed=3)
+    reader = FeedReader(KafkaSettings(bootstrap=f"127.0.0.1:{port}"), topics)
+
+    async def publish(kafka: KafkaSettings, items: Sequence) -> None:  # type: ignore[type-arg]
+        publisher = ProducerPublisher(kafka)
+        try:
+            await CatalogUpdater(
+                feed_core(reader, publisher, topics).shared, HashingEncoder()
+            ).apply(items)
+        finally:
+            publisher.close()
+
+    async def scenario() -> None:
+        with embedded_kafka(port) as bootstrap:
+            kafka = KafkaSettings(bootstrap=bootstrap)
+            ensure_topics(kafka, 1, [topics.activity, topics.embeddings])
+            reader.start()
+            await publish(kafka, ds.items[:15])
+            await until_read(15)
+        with embedded_kafka(port) as bootstrap:
+            kafka = KafkaSettings(bootstrap=bootstrap)
+            ensure_topics(kafka, 1, [topics.activity, topics.embeddings])
+            await publish(kafka, ds.items[15:])
+            await until_read(20)
+        assert reader.status()["resets"] >= 1
+
+    async def until_read(n: int, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while reader.read < n:
+            assert reader.error is None, reader.error
+            assert time.monotonic() < deadline, f"the reader read {reader.read} of {n} records"
+            await asyncio.sleep(0.1)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        reader.stop()

@@ -73,11 +73,13 @@ class Infra:
 
 
 @contextlib.contextmanager
-def embedded_kafka() -> Iterator[str]:
+def embedded_kafka(port: int | None = None) -> Iterator[str]:
+    """A tansu broker on memory storage, on ``port`` (a free one by default): a second
+    one started on the same port is that broker restarted, empty."""
     from services.stack.health import broker_ready
     from services.stack.tools import broker_binary
 
-    port = free_port()
+    port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
     log = tempfile.NamedTemporaryFile(prefix="tansu-", suffix=".log", delete=False)  # noqa: SIM115
     proc = subprocess.Popen(
