@@ -28,6 +28,7 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Histogram,
+    ProcessCollector,
     generate_latest,
 )
 from prometheus_client.core import (
@@ -264,6 +265,10 @@ class WorkerExporter:
             # A series from the start: rate() of a counter that appears at 1 misses the 1.
             self.dead_letters.labels(topic=topic)
         self.registry.register(_StateCollector(self))
+        # process_resident_memory_bytes, process_cpu_seconds_total, open fds: the worker's
+        # own footprint (memory under a burst, docs/RELIABILITY.md). The default registry
+        # would carry it too, but this one is the worker's own.
+        ProcessCollector(registry=self.registry)
 
     # -- called by the agents ----------------------------------------------------------
 

@@ -256,3 +256,19 @@ def test_the_content_type_names_the_format_written() -> None:
 )
 def test_split_model_version(label: str, expected: tuple[str, str]) -> None:
     assert split_model_version(label) == expected
+
+
+def test_the_workers_own_memory_and_cpu_are_exported() -> None:
+    import os
+    from pathlib import Path
+
+    found = scrape(WorkerExporter(WorkerMetrics()))
+    rss = value(found, "process_resident_memory_bytes")
+    kib = next(
+        int(line.split()[1])
+        for line in Path(f"/proc/{os.getpid()}/status").read_text().splitlines()
+        if line.startswith("VmRSS:")
+    )
+    # The same process, read twice a moment apart: within 10% of each other.
+    assert abs(rss - kib * 1024) < 0.1 * kib * 1024
+    assert value(found, "process_cpu_seconds_total") > 0
