@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import sys
@@ -14,6 +15,8 @@ from pathlib import Path
 from services.stack import health
 from services.stack.settings import TRITON_ADMIN_HEADER, StackSettings
 from services.stack.tools import TritonInstall, broker_binary, require_triton
+
+log = logging.getLogger(__name__)
 
 # Triton's APIs that only an operator needs: loading a model runs code from the repository
 # (python backend), and the others reveal or change server internals. Inference, health,
@@ -45,6 +48,8 @@ class Component:
     # Runs after the component first turns healthy and after every restart
     # (tansu keeps topics in memory: a restarted broker needs them again).
     after_start: Callable[[], object] | None = None
+    # Runs before every start, the first and each restart.
+    before_start: Callable[[], object] | None = None
     stop_timeout_s: float = 20.0
 
 
@@ -171,6 +176,29 @@ def dashboard_component(settings: StackSettings) -> Component:
     )
 
 
+def set_aside_unservable_scorers(settings: StackSettings) -> list[int]:
+    """Retire the versions of the trainer's model that no release vouches for and that
+    fail validation, before Triton (re)starts; returns them."""
+    from services.trainer.release import set_aside_before_start
+    from services.trainer.settings import TrainerSettings
+
+    model = TrainerSettings(model_repository=settings.model_repository).model
+    try:
+        retired = set_aside_before_start(settings.model_repository, model)
+    except Exception as exc:  # a check that fails must not keep Triton from starting
+        log.warning("could not check %s's versions before Triton starts: %s", model, exc)
+        return []
+    if retired:
+        log.warning(
+            "set aside %s version(s) %s: not published by a release and not servable "
+            "(see %s/.retired/)",
+            model,
+            retired,
+            settings.model_repository / model,
+        )
+    return retired
+
+
 def build_components(settings: StackSettings) -> list[Component]:
     """Every component of the stack, in start order; issues the Triton admin key (see
     :func:`issue_admin_key`), so call it once per `up`."""
@@ -204,6 +232,9 @@ def build_components(settings: StackSettings) -> list[Component]:
         healthy=partial(health.triton_ready, settings.triton_http_url, settings.triton_models),
         endpoint=f"grpc {settings.triton_grpc_url}, http {settings.triton_http_url}",
         env=triton.environment(_without_admin_key(dict(os.environ))),
+        # Triton loads the highest version at start: a broken folder copied in by hand
+        # must not be that one (services/trainer/release.py:set_aside_before_start).
+        before_start=partial(set_aside_unservable_scorers, settings),
         stop_timeout_s=15.0,
     )
 

@@ -86,6 +86,8 @@ class Supervisor:
         r.log_file.write(f"\n=== start {datetime.now(UTC).isoformat()} ===\n".encode())
         r.log_file.flush()
         log.info("starting %s", r.component.name)
+        if r.component.before_start is not None:
+            r.component.before_start()
         r.proc = subprocess.Popen(
             r.component.argv,
             env=r.component.env,

@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 from services.trainer.layout import LayoutError, ModelFolder
 from services.trainer.triton import ModelControl, TritonControlError
@@ -176,6 +177,12 @@ class Releaser:
             self.control.unload(shadow_model(self.model))
         except TritonControlError as exc:
             log.debug("no shadow to unload: %s", exc)
+
+    def set_aside_unservable(self) -> list[int]:
+        """Retire the versions no release vouches for that fail validation (see
+        :meth:`_set_aside_unservable`); the stack calls it before Triton starts."""
+        with self.folder.lock():
+            return self._set_aside_unservable()
 
     # -- the common path -----------------------------------------------------------
 
@@ -331,3 +338,27 @@ class Releaser:
         if last is not None:
             lines = lines[-last:]
         return [json.loads(line) for line in lines if line.strip()]
+
+
+class NoServer:
+    """Triton before it starts: every request fails, so only the release history vouches
+    for a version (:meth:`Releaser._trusted`)."""
+
+    def _down(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TritonControlError("Triton is not running")
+
+    load = ready_version = wait_ready = canary = load_files = unload = _down
+
+
+def set_aside_before_start(repository: Path, model: str) -> list[int]:
+    """Retire ``model``'s unvouched, unservable versions before Triton starts.
+
+    Triton loads the highest version at start. A folder copied in by hand that is cut
+    short or broken would be that version, and Triton would fail to load the model, so
+    `up` would fail. Releases retire such folders before they deploy; this does the same
+    at `up`. Versions releases made serve are trusted without a check; the others are
+    validated as a release validates them.
+    """
+    if not (repository / model).is_dir():
+        return []
+    return Releaser(ModelFolder(repository, model), NoServer()).set_aside_unservable()

@@ -692,3 +692,50 @@ def test_a_half_copied_version_is_never_loaded_and_a_publish_is_atomic(
     assert {a.version for a in got if sent[a.event_id] < during_stray} == {serving}
     assert {a.version for a in got if released < sent[a.event_id] < rolling_back} == {new}
     assert {a.version for a in got if sent[a.event_id] > rolled_back} == {serving}
+
+
+def test_a_broken_highest_version_copied_in_is_set_aside_when_triton_restarts(
+    release_stack: ReleaseStack, unique: str
+) -> None:
+    """Triton loads the highest version at start. A half copy left in the repository
+    would be that version after a crash, and the scorer would not load: the stack sets
+    such folders aside before every Triton start (services/stack/components.py)."""
+    stack, kafka = release_stack, kafka_of(release_stack.settings)
+    serving = stack.ready_version()
+    stray = str(max(int(p.name) for p in stack.scorer.iterdir() if p.name.isdigit()) + 1)
+    copy_carelessly(stack.scorer / str(serving), stack.scorer / stray, 0.5)
+    old = kill9(stack.settings, "tritonserver")
+    wait_restarted(stack.settings, "tritonserver", old)
+    restarted = time.monotonic()
+    back = wait_for(
+        "the restarted Triton serving the scorer",
+        lambda: triton_ready(stack.settings.triton_http_url, ["scorer"]),
+        timeout=180,
+    )
+    ready_s = time.monotonic() - restarted
+    note_path = stack.scorer / ".retired" / stray / "RETIRED.json"
+    note = json.loads(note_path.read_text()) if note_path.is_file() else {}
+    clicks = [
+        ClickEvent(event_id=f"restart-{unique}-{i}", user_id=f"u{i}", item_id=c.item_id, ts=c.ts)
+        for i, c in enumerate(dataset(seed=45).clicks[:50])
+    ]
+    produce_events(kafka, CLICKS, clicks)
+    answers = read_answers(kafka, [c.event_id for c in clicks], timeout=120, settle=2.0)
+    versions = Counter(str(r["model_version"]) for r in answers.records)
+    record(
+        "triton_restart_with_a_broken_copy",
+        serving=serving,
+        stray_version=stray,
+        triton_ready_s=round(ready_s, 1),
+        stray_note=note.get("reason"),
+        answers_by_version=dict(versions),
+        lost=len(answers.lost(c.event_id for c in clicks)),
+    )
+    assert back
+    assert stack.ready_version() == serving
+    assert not (stack.scorer / stray).exists()
+    assert "not published by a release" in str(note.get("reason")), note
+    assert not answers.lost(c.event_id for c in clicks)
+    # Any degraded answers were ranked while the scorer was coming back; once back, it
+    # answers for the version that served before the crash.
+    assert f"scorer:{serving}" in versions, versions

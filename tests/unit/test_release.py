@@ -401,6 +401,22 @@ def test_a_version_copied_in_whole_is_kept(
     assert folder.versions() == [1, 2, 3] and folder.retired() == []
 
 
+def test_before_triton_starts_a_broken_highest_version_is_set_aside(
+    folder: ModelFolder, tmp_path: Path
+) -> None:
+    """Triton loads the highest version at start: a half-copied 3 would be it, and a
+    whole copy 2 must stay (stack: services/stack/components.py, before every start)."""
+    from services.trainer.release import set_aside_before_start
+
+    shutil.copytree(folder.version_path(1), folder.version_path(2))
+    half_copied(folder, 3)
+    assert set_aside_before_start(folder.repository, "scorer") == [3]
+    assert folder.versions() == [1, 2] and folder.retired() == [3]
+    assert "not published by a release" in str(folder.retired_note(3)["reason"])
+    assert set_aside_before_start(folder.repository, "scorer") == [], "nothing left to do"
+    assert set_aside_before_start(tmp_path / "elsewhere", "scorer") == []
+
+
 def test_old_versions_are_pruned_after_a_release(
     folder: ModelFolder, triton: FakeTriton, tmp_path: Path
 ) -> None:
