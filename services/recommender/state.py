@@ -78,8 +78,18 @@ class UserState:
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> UserState:
+        """A state saved by :meth:`to_json`; raises ValueError for anything else."""
         if not data:
             return cls()
+        if not isinstance(data, dict):
+            raise ValueError(f"not a saved user state: a {type(data).__name__}")
+        try:
+            return cls._from_dict(data)
+        except (AttributeError, OverflowError, TypeError, KeyError) as exc:
+            raise ValueError(f"not a saved user state ({type(exc).__name__}: {exc})") from exc
+
+    @classmethod
+    def _from_dict(cls, data: dict[str, Any]) -> UserState:
         return cls(
             recent=list(data.get("recent", [])),
             seen=list(data.get("seen", [])),

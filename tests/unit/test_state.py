@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from services.recommender.state import DEDUP_WINDOW, ItemStats, UserState
 
 
@@ -55,3 +57,33 @@ def test_user_state_saved_before_windows_still_loads() -> None:
     assert user.clicks == 1 and (user.clicks_1h, user.clicks_24h) == (0, 0)
     user.record("e2", "b", 10.0, recent_limit=50, seen_limit=2000)
     assert user.clicks_24h == 1  # only what it has seen since
+
+
+class _Table:
+    """The part of a Faust table the store uses: ``data`` and ``send_changelog``."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, object] = {}
+        self.sent: list[tuple[int, str, object]] = []
+
+    def send_changelog(self, partition: int, key: str, value: object) -> None:
+        self.sent.append((partition, key, value))
+
+
+@pytest.mark.parametrize("saved", [[1, 2], {"shown": [1]}, {"clicks": float("inf")}, "x"])
+def test_an_unreadable_saved_state_starts_the_user_afresh_instead_of_failing(
+    saved: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    from services.recommender.app import FaustUserStateStore
+
+    table = _Table()
+    table.data["u1"] = saved
+    with pytest.raises(ValueError, match="not a saved user state"):
+        UserState.from_json(saved)  # type: ignore[arg-type]
+    store = FaustUserStateStore(table)
+    assert store.get("u1") == UserState()
+    assert "saved state unreadable" in caplog.text
+    state = UserState()
+    state.record("e1", "i1", 1.0, 10, 100)
+    store.put("u1", state, partition=2)
+    assert store.get("u1") == state and table.sent[-1][:2] == (2, "u1")
