@@ -1,6 +1,9 @@
 """Consumer lag and topic sizes, read from the broker the way any Kafka tool reads them.
 
-Lag is the partition's end offset minus the group's committed offset. The workers commit
+Lag is the partition's end offset minus the group's committed offset. End offsets are
+read to the real end (:func:`services.kafka.io.end_offsets`): tansu's ListOffsets answer
+lags it by the last batch's size - 1, which made an idle stack's lag negative and a
+topic's size short. The workers commit
 only after a batch's recommendations (or dead letters) are delivered, so lag counts clicks
 that are not yet answered *durably*; a partition the group never committed counts from
 the start of the log.
@@ -13,7 +16,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaException, TopicPartition
 
-from services.kafka.io import consumer
+from services.kafka.io import consumer, end_offsets
 from services.kafka.settings import KafkaSettings
 
 
@@ -49,16 +52,21 @@ def consumer_lag(
     try:
         tps = [TopicPartition(t, p) for t in topics for p in _partitions(c, t, timeout)]
         committed = {(tp.topic, tp.partition): tp.offset for tp in c.committed(tps, timeout)}
-        out = []
-        for tp in tps:
-            low, high = c.get_watermark_offsets(tp, timeout=timeout)
-            offset = committed.get((tp.topic, tp.partition), OFFSET_INVALID)
-            out.append(
-                PartitionLag(tp.topic, tp.partition, offset if offset >= 0 else None, high, low)
-            )
-        return out
+        marks = {
+            (tp.topic, tp.partition): c.get_watermark_offsets(tp, timeout=timeout) for tp in tps
+        }
     finally:
         c.close()
+    ends = end_offsets(settings, {tp: high for tp, (_, high) in marks.items()}, timeout)
+    out = []
+    for (topic, partition), (low, _) in marks.items():
+        offset = committed.get((topic, partition), OFFSET_INVALID)
+        out.append(
+            PartitionLag(
+                topic, partition, offset if offset >= 0 else None, ends[(topic, partition)], low
+            )
+        )
+    return out
 
 
 def topic_sizes(
@@ -68,17 +76,20 @@ def topic_sizes(
     a topic that does not exist is left out."""
     c = consumer(settings)
     try:
-        sizes: dict[str, int] = {}
+        marks: dict[tuple[str, int], tuple[int, int]] = {}
         for topic in topics:
             try:
                 parts = _partitions(c, topic, timeout)
             except KafkaException:
                 continue
-            total = 0
             for p in parts:
-                low, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
-                total += high - low
-            sizes[topic] = total
-        return sizes
+                marks[(topic, p)] = c.get_watermark_offsets(
+                    TopicPartition(topic, p), timeout=timeout
+                )
     finally:
         c.close()
+    ends = end_offsets(settings, {tp: high for tp, (_, high) in marks.items()}, timeout)
+    sizes: dict[str, int] = {}
+    for (topic, p), (low, _) in marks.items():
+        sizes[topic] = sizes.get(topic, 0) + ends[(topic, p)] - low
+    return sizes

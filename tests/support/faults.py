@@ -18,11 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import TopicPartition
-
 from services.contract.events import CLICKS, ITEMS, RECOMMENDATIONS, ClickEvent, ItemEvent
 from services.eval.workers import WorkerProbe, wait_for_catalog
-from services.kafka.io import consumer, end_offsets, produce_events, read_topic
+from services.kafka.io import produce_events, read_topic
 from services.kafka.lag import consumer_lag
 from services.kafka.settings import KafkaSettings
 from services.recommender.settings import WorkerSettings
@@ -230,27 +228,10 @@ def feast_mismatches(
         store.close()
 
 
-def partition_ends(kafka: KafkaSettings, topic: str) -> dict[int, int]:
-    """Each partition's true end offset (services/kafka/io.py:end_offsets: tansu's
-    ListOffsets answer lags the end by the last batch's size - 1)."""
-    c = consumer(kafka, None)
-    try:
-        md = c.list_topics(topic, timeout=10).topics[topic]
-        listed = {
-            (topic, p): max(0, c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1])
-            for p in md.partitions
-        }
-    finally:
-        c.close()
-    return {p: end for (_, p), end in end_offsets(kafka, listed).items()}
-
-
 def lag_by_partition(kafka: KafkaSettings, topic: str = CLICKS) -> dict[int, int]:
     """The workers' group lag on each partition of ``topic``: the true end offset minus
-    the committed one (the whole partition where the group never committed)."""
-    committed = {p.partition: p.committed for p in consumer_lag(kafka, WORKER_GROUP, [topic])}
-    ends = partition_ends(kafka, topic)
-    return {p: end - (committed.get(p) or 0) for p, end in ends.items()}
+    the committed one (services/kafka/lag.py)."""
+    return {p.partition: p.lag for p in consumer_lag(kafka, WORKER_GROUP, [topic])}
 
 
 def wait_lag_drained(kafka: KafkaSettings, timeout: float = 120, topic: str = CLICKS) -> float:
