@@ -35,6 +35,7 @@ from services.contract.events import (
 from services.features.store import OnlineFeatureStore
 from services.kafka.async_producer import AsyncProducer
 from services.recommender.catalog import Catalog, CatalogUpdater
+from services.recommender.continuity import OffsetContinuity, SkippedMessages
 from services.recommender.embeddings import EmbeddingIndex
 from services.recommender.encoder import ItemEncoder
 from services.recommender.feed import FeedSharedState
@@ -204,6 +205,26 @@ def create_app(
         return await out.send(dlq[msg.topic], event.key, codec.encode(record))
 
     reject_unknown = settings.unknown_items == "dead-letter"
+    continuity = OffsetContinuity()
+
+    def check_continuity(events: list[Any]) -> None:
+        """Stop before handling a batch that follows skipped messages: nothing of it is
+        answered or acknowledged, and the restarted worker reads on from the committed
+        offset, in order (services/recommender/continuity.py)."""
+        for event in events:
+            msg = event.message
+            skipped = continuity.check(msg.tp, msg.offset)
+            if skipped is not None:
+                raise SkippedMessages(
+                    f"{msg.topic}[{msg.partition}]: got offset {msg.offset} while "
+                    f"{skipped} was next; the consumer skipped messages. Exiting so the "
+                    "worker restarts from the committed offset and reads them."
+                )
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def _forget_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
+        # Sent as on_partitions_revoked.send(revoked): (app, revoked, signal=...).
+        continuity.forget(args[0] if args else kwargs.get("revoked", ()))
 
     @app.agent(clicks_topic, supervisor_strategy=CrashingSupervisor)
     # `stream` is a faust Stream; its StreamT protocol does not declare take_events.
@@ -224,6 +245,7 @@ def create_app(
             batch: list[Click] = []
             # Each click's Kafka timestamp, for the click-to-recommendation histogram.
             kafka_ts: dict[str, float | None] = {}
+            check_continuity(events)
             for event in events:
                 msg = event.message
                 try:
@@ -282,6 +304,7 @@ def create_app(
         async for events in stream.take_events(settings.batch_max, within=within):
             pending: list[Awaitable[Any]] = []
             items = []
+            check_continuity(events)
             for event in events:
                 try:
                     item = codec.decode_item(event.value, max_bytes=settings.max_value_bytes)
