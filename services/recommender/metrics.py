@@ -40,6 +40,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from services.contract.events import CLICKS, ITEMS, Recommendation
+from services.kafka.io import end_offsets
 from services.recommender.timing import BatchTimer
 
 log = logging.getLogger(__name__)
@@ -129,7 +130,15 @@ class FaustOffsets:
         # A ListOffsets request from the consumer's own thread: awaited, never blocking
         # the loop. aiokafka's cached highwater would go stale exactly when lag matters:
         # a stalled agent soon stops the fetches that refresh it.
-        return await self.app.consumer.highwaters(*partitions)
+        listed = await self.app.consumer.highwaters(*partitions)
+        settings = getattr(self.app, "kafka_settings", None)
+        known = {(tp.topic, tp.partition): end for tp, end in listed.items() if end is not None}
+        if settings is None or not known:
+            return listed
+        # tansu lists a partition's last batch's first offset + 1, so lag would under-count
+        # by up to a batch per partition; end_offsets reads each true end (services/kafka/io).
+        ends = await asyncio.get_running_loop().run_in_executor(None, end_offsets, settings, known)
+        return {tp: ends.get((tp.topic, tp.partition), end) for tp, end in listed.items()}
 
     async def earliest_offsets(self, *partitions: Any) -> Mapping[Any, int]:
         return await self.app.consumer.earliest_offsets(*partitions)

@@ -86,3 +86,41 @@ def test_end_offsets_are_each_partitions_true_end_however_it_was_batched(kafka, 
         c.close()
     assert end_offsets(kafka, listed) == {(topic, p): n for p, n in sizes.items()}
     assert end_offsets(kafka, {(topic, 0): 0}) == {(topic, 0): 0}, "an empty listing stays"
+
+
+def test_the_workers_lag_gauge_reads_true_ends_not_the_listed_ones(kafka, unique) -> None:  # type: ignore[no-untyped-def]
+    """The worker's lag gauge asks its consumer for ends (ListOffsets); tansu lists 1 for
+    40 records sent in one batch. The gauge refines them, so lag counts all 40."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from confluent_kafka import Producer, TopicPartition
+
+    from services.kafka.io import consumer
+    from services.recommender.metrics import FaustOffsets
+    from services.recommender.metrics import TopicPartition as TP
+
+    topic = f"lagged-{unique}"
+    ensure_topics(kafka, 1, [topic])
+    producer = Producer({**kafka.confluent_config(), "linger.ms": 200})
+    for i in range(40):
+        producer.produce(topic, f"v{i}".encode(), b"k", partition=0)
+    assert producer.flush(10) == 0
+    c = consumer(kafka, None)
+    try:
+        listed = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[1]
+    finally:
+        c.close()
+
+    class ListedOnly:
+        """The consumer as the worker's gauge sees it: the broker's listed end."""
+
+        async def highwaters(self, *partitions: TP) -> dict[TP, int]:
+            return {tp: listed for tp in partitions}
+
+    tp = TP(topic, 0)
+    app = SimpleNamespace(consumer=ListedOnly(), kafka_settings=kafka)
+    assert asyncio.run(FaustOffsets(app).highwaters(tp)) == {tp: 40}
+    # Without settings (a test app) the listed end is all there is.
+    bare = SimpleNamespace(consumer=ListedOnly())
+    assert asyncio.run(FaustOffsets(bare).highwaters(tp)) == {tp: listed}
