@@ -40,6 +40,7 @@ from services.recommender.embeddings import EmbeddingIndex
 from services.recommender.encoder import ItemEncoder
 from services.recommender.feed import FeedSharedState
 from services.recommender.feed_reader import FeedReader
+from services.recommender.memory import MemoryReport
 from services.recommender.metrics import (
     CONTENT_TYPE,
     ConsumerLag,
@@ -391,6 +392,15 @@ def create_app(
     async def stages(web: Any, request: Any) -> Any:
         """Per-stage time of the last batches (services/recommender/timing.py)."""
         return web.json(stage_times.summary())
+
+    memory = MemoryReport()
+    memory.start(settings.tracemalloc_frames)
+
+    @app.page("/memory")
+    async def memory_page(web: Any, request: Any) -> Any:
+        """Resident size and, with tracing on, the heap's growth by site (memory.py)."""
+        reset = request.query.get("reset") in ("1", "true")
+        return web.json(memory.report(reset=reset))
 
     @app.page("/shared")
     async def shared_state(web: Any, request: Any) -> Any:

@@ -95,3 +95,10 @@ class WorkerSettings(BaseSettings):
         ),
     )
     log_level: str = Field(default="info", description="the worker's log level")
+    # Off by default: tracing every allocation costs CPU and memory. On, the worker's
+    # /memory page lists where its Python heap grew (the soak's diagnosis, RELIABILITY.md).
+    tracemalloc_frames: int = Field(
+        default=0,
+        ge=0,
+        description="trace Python allocations with this many frames each (0: off) for /memory",
+    )

@@ -65,6 +65,13 @@ def workers_rss(settings: StackSettings) -> float:
     return sum(rss_mib(pid_of(settings, f"worker-{i}")) for i in range(settings.workers))
 
 
+def worker_memory(url: str) -> dict[str, object]:
+    """A worker's /memory report, its heap sites cut to the ten that grew most."""
+    report = httpx.get(url, timeout=60).json()
+    report["growth_by_site"] = report.get("growth_by_site", [])[:10]
+    return report
+
+
 def test_soak_loses_nothing_and_memory_stays_flat(tmp_path: Path) -> None:
     seconds = MINUTES * 60
     ds = synthetic.generate(n_users=2000, n_items=1500, n_clicks=int(RATE * seconds), seed=41)
@@ -85,9 +92,23 @@ def test_soak_loses_nothing_and_memory_stays_flat(tmp_path: Path) -> None:
         stop = threading.Event()
         started = time.monotonic()
 
+        memory_urls = [
+            f"http://{settings.host}:{settings.worker_web_port + i}/memory"
+            for i in range(settings.workers)
+        ]
+        baselined = False
+
         def sample() -> None:
+            nonlocal baselined
             while not stop.wait(10):
-                samples.append((time.monotonic() - started, workers_rss(settings)))
+                at = time.monotonic() - started
+                samples.append((at, workers_rss(settings)))
+                if not baselined and at >= seconds / 5:
+                    # The workers' /memory baseline at the start of the early window, so
+                    # the end-of-run report says what grew between the two windows.
+                    for url in memory_urls:
+                        httpx.get(url, params={"reset": "1"}, timeout=30)
+                    baselined = True
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
@@ -98,6 +119,7 @@ def test_soak_loses_nothing_and_memory_stays_flat(tmp_path: Path) -> None:
         )
         stop.set()
         sampler.join()
+        memory = [worker_memory(url) for url in memory_urls]
         status = httpx.get(f"http://{settings.host}:{settings.trainer_port}/status", timeout=10)
         trainer = status.json() if status.status_code == 200 else {"status": status.status_code}
         for name, comp in (read_state(settings) or {}).get("components", {}).items():
@@ -128,6 +150,8 @@ def test_soak_loses_nothing_and_memory_stays_flat(tmp_path: Path) -> None:
         rss_mib_late_median=round(statistics.median(late), 1),
         rss_growth=round(growth, 4),
         rss_samples=len(samples),
+        rss_mib_series=[[round(t), round(m, 1)] for t, m in samples],
+        worker_memory=memory,
         trainer=trainer,
     )
     assert not missing, f"{len(missing)} clicks unanswered, e.g. {sorted(missing)[:5]}"
