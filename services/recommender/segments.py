@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -202,6 +203,7 @@ class UserSegmenter:
         """Count a click on ``item_id`` by a user of ``segment`` at event time ``ts``."""
         self._check(segment)
         self.now = max(self.now, ts)
+        item_id = sys.intern(item_id)  # one copy of each id, not one per record (ItemStats)
         items = self._counts.setdefault(segment, {})
         value, at = items.get(item_id, (0.0, ts))
         # A late event decays nothing and counts in full at the stored time, like ItemStats.

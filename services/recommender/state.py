@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -147,6 +148,7 @@ class UserState:
     ) -> None:
         self.event_ids.append(event_id)
         del self.event_ids[:-DEDUP_WINDOW]
+        item_id = sys.intern(item_id)  # one copy for every user's seen list (see observe)
         if item_id in self.recent:
             self.recent.remove(item_id)
         self.recent.insert(0, item_id)
@@ -196,12 +198,18 @@ class ItemStats:
         """Count a click on ``item_id`` whose user had clicked ``previous`` (newest first)."""
         self._observed += 1
         self.now = max(self.now, ts)
+        # Every decoded record brings its own copies of the ids; a co-visitation row
+        # keeping them would hold one copy per pair (a 60-byte string beside a 24-byte
+        # count): interned, all rows share one per item. The 30-minute soak's memory
+        # growth was mostly these copies (docs/RELIABILITY.md, test 15).
+        item_id = sys.intern(item_id)
         self.popularity[item_id] += 1
         value, at = self._trend.get(item_id, (0.0, ts))
         self._trend[item_id] = (value * math.exp(-self._decay * max(0.0, ts - at)) + 1.0, ts)
         for pos, other in enumerate(previous[:COVIS_WINDOW]):
             if other == item_id:
                 continue
+            other = sys.intern(other)
             weight = 1.0 / (1 + pos)
             for a, b in ((item_id, other), (other, item_id)):
                 row = self.covis.setdefault(a, Counter())

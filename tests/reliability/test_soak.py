@@ -128,8 +128,8 @@ def test_soak_loses_nothing_and_memory_stays_flat(tmp_path: Path) -> None:
     counts = Counter(a["event_id"] for a in answers)
     missing = {c.event_id for c in ds.clicks} - set(counts)
     versions = Counter(a["model_version"] for a in answers)
-    # Memory: the last fifth of the run against the stretch after warm-up (minutes 2-5 of
-    # a full soak; the second fifth of a shorter one), medians of 10 s samples.
+    # Memory: the last fifth of the run against the second fifth, after warm-up (minutes
+    # 24-30 against 6-12 of a full soak), medians of 10 s samples.
     fifth = seconds / 5
     early = [m for t, m in samples if fifth <= t < 2 * fifth] or [samples[0][1]]
     late = [m for t, m in samples if t >= 4 * fifth] or [samples[-1][1]]

@@ -87,3 +87,27 @@ def test_an_unreadable_saved_state_starts_the_user_afresh_instead_of_failing(
     state.record("e1", "i1", 1.0, 10, 100)
     store.put("u1", state, partition=2)
     assert store.get("u1") == state and table.sent[-1][:2] == (2, "u1")
+
+
+def _fresh(s: str) -> str:
+    """A new string object equal to ``s``, as every decoded message brings its own."""
+    return "".join(list(s))
+
+
+def test_long_lived_state_holds_one_copy_of_each_item_id() -> None:
+    # The soak's memory growth was mostly co-visitation rows each keeping the copy of an
+    # id that its record brought (docs/RELIABILITY.md, test 15).
+    assert _fresh("item-a") is not _fresh("item-a")
+    stats = ItemStats()
+    users = [UserState(), UserState()]
+    for ts in range(3):
+        stats.observe(_fresh("item-a"), [_fresh("item-b")], float(ts))
+        stats.observe(_fresh("item-b"), [_fresh("item-a")], float(ts))
+        for user in users:
+            user.record(_fresh(f"e{ts}"), _fresh("item-a"), float(ts), 10, 100)
+    held = [*stats.popularity, *stats.covis]
+    held += [item for row in stats.covis.values() for item in row]
+    held += [item for user in users for item in (*user.seen, *user.recent)]
+    for item in ("item-a", "item-b"):
+        copies = {id(k) for k in held if k == item}
+        assert len(copies) == 1, f"{item} held as {len(copies)} objects"
