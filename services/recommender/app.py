@@ -50,6 +50,7 @@ from services.recommender.metrics import (
     WorkerMetrics,
 )
 from services.recommender.pipeline import Click, RankingConfig, RecommenderCore
+from services.recommender.recovery import Recovery, TableManager
 from services.recommender.scorer import CircuitBreaker, LinearScorer, Scorer
 from services.recommender.segments import SegmentConfig, UserSegmenter
 from services.recommender.settings import WorkerSettings
@@ -116,6 +117,9 @@ def create_app(
         web_bind=settings.worker_web_host,
         web_in_thread=False,
         producer_acks=-1,
+        # Reads a changelog that a memory-storage broker's restart replaced again from its
+        # start, instead of stopping the worker (recovery.py).
+        TableManager=TableManager,
     )
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms
     app.kafka_settings = kafka
@@ -351,6 +355,10 @@ def create_app(
         # Between click batches, so an idle worker keeps up with the others.
         shared.sync()
 
+    def _changelog_resets() -> int:
+        recovery = getattr(app.tables, "recovery", None)
+        return recovery.resets if isinstance(recovery, Recovery) else 0
+
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
         assignment = app.consumer.assignment() if app.consumer else set()
@@ -376,6 +384,7 @@ def create_app(
                 "items_pending_embedding": len(updater.pending),
                 "users_in_memory": len(users.data),
                 "feed": shared.status(),
+                "changelog_resets": _changelog_resets(),
                 "feature_store": core.store_outage.to_json(),
                 **asdict(metrics),
             },

@@ -36,7 +36,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
 
 def test_workers_reconnect_after_a_broker_restart_and_answer_new_events(tmp_path: Path) -> None:
-    workers = scale(1, 2)
+    # Two workers at every scale: each holds the other's users as standby changelog
+    # partitions, and it was those that stopped both workers after a restart (recovery.py).
+    workers = 2
     n_before, n_after, rate = scale((400, 600, 50.0), (3_000, 6_000, 200.0))
     ds = synthetic.generate(n_users=150, n_items=200, n_clicks=n_before + n_after, seed=31)
     clicks = relabel(ds.clicks, "restart-")
