@@ -405,6 +405,13 @@ def create_app(
     memory = MemoryReport()
     memory.start(settings.tracemalloc_frames)
 
+    if settings.malloc_trim_s > 0:
+
+        @app.timer(interval=settings.malloc_trim_s)
+        async def trim_heap() -> None:
+            # In a thread: a trim walks the heaps (tens of ms on a large one).
+            await asyncio.get_running_loop().run_in_executor(None, memory.trim)
+
     @app.page("/memory")
     async def memory_page(web: Any, request: Any) -> Any:
         """Resident size and, with tracing on, the heap's growth by site (memory.py)."""

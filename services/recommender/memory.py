@@ -16,6 +16,7 @@ import ctypes
 import ctypes.util
 import gc
 import sys
+import time
 import tracemalloc
 from collections import Counter
 from pathlib import Path
@@ -44,6 +45,40 @@ def _mallinfo2() -> Any:
 
 
 _MALLINFO2 = _mallinfo2()
+
+
+def _malloc_trim() -> Any:
+    try:
+        fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+    fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
+    return fn
+
+
+_MALLOC_TRIM = _malloc_trim()
+
+
+def trim() -> dict[str, Any] | None:
+    """Hand the pages glibc holds free back to the OS (``malloc_trim(0)``), or None where
+    that is not glibc.
+
+    glibc returns freed memory to the OS only from the top of a heap; pages free in its
+    middle stay resident, and a worker's churn of short-lived objects (decoded records,
+    candidate lists) leaves many. ``malloc_trim`` releases every whole free page in every
+    arena (glibc >= 2.8 walks the free lists, not just the top). It locks one arena at a
+    time; run from a thread it costs the event loop at most a brief wait on an allocation.
+    """
+    if _MALLOC_TRIM is None:
+        return None
+    before, started = resident_bytes(), time.perf_counter()
+    released = bool(_MALLOC_TRIM(0))
+    seconds, after = time.perf_counter() - started, resident_bytes()
+    return {
+        "released": released,
+        "rss_freed_bytes": None if before is None or after is None else before - after,
+        "seconds": round(seconds, 4),
+    }
 
 
 def allocator_bytes() -> dict[str, int] | None:
@@ -90,6 +125,20 @@ class MemoryReport:
         self._baseline: dict[str, Any] | None = None
         self._snapshot: tracemalloc.Snapshot | None = None
         self._census: Counter[str] = Counter()
+        # Periodic trims (``trim``): how many, what they gave back, the last one.
+        self.trims: dict[str, Any] = {"count": 0, "rss_freed_bytes": 0, "last": None}
+
+    def trim(self) -> dict[str, Any] | None:
+        """:func:`trim`, counted in the report; safe to call from another thread."""
+        result = trim()
+        if result is not None:
+            self.trims = {
+                "count": self.trims["count"] + 1,
+                "rss_freed_bytes": self.trims["rss_freed_bytes"]
+                + max(0, result["rss_freed_bytes"] or 0),
+                "last": result,
+            }
+        return result
 
     @staticmethod
     def start(frames: int) -> None:
@@ -104,7 +153,11 @@ class MemoryReport:
             "allocator": allocator_bytes(),
             "python": python_objects(census),
         }
-        out: dict[str, Any] = {**figures, "tracing": tracemalloc.is_tracing()}
+        out: dict[str, Any] = {
+            **figures,
+            "tracing": tracemalloc.is_tracing(),
+            "malloc_trims": self.trims,
+        }
         snapshot = None
         if tracemalloc.is_tracing():
             current, peak = tracemalloc.get_traced_memory()

@@ -97,6 +97,16 @@ class WorkerSettings(BaseSettings):
     log_level: str = Field(default="info", description="the worker's log level")
     # Off by default: tracing every allocation costs CPU and memory. On, the worker's
     # /memory page lists where its Python heap grew (the soak's diagnosis, RELIABILITY.md).
+    # glibc keeps freed pages in the middle of its heaps resident; the soak's workers grew
+    # ~20 MiB each that way in 30 minutes (RELIABILITY.md, test 15).
+    malloc_trim_s: float = Field(
+        default=60.0,
+        ge=0,
+        description=(
+            "every this many seconds hand the pages the C allocator holds free back to the "
+            "OS (glibc `malloc_trim`; 0: never); /memory counts what it freed"
+        ),
+    )
     tracemalloc_frames: int = Field(
         default=0,
         ge=0,

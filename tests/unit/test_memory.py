@@ -74,3 +74,22 @@ def held_line() -> int:
     lines = Path(__file__).read_text().splitlines()
     marker = "held = [bytes(1000) for _ in range(5000)]"
     return next(i for i, line in enumerate(lines, 1) if marker in line)
+
+
+def test_a_trim_gives_free_pages_in_the_middle_of_the_heap_back_to_the_os() -> None:
+    if allocator_bytes() is None:
+        pytest.skip("not glibc: there is no malloc_trim to call")
+    memory = MemoryReport()
+    # ~60 MB in blocks glibc serves from its heap (over pymalloc's 512 bytes), then all
+    # but every 16th freed: the survivors pin the heap's top, so glibc keeps the freed
+    # pages between them resident on its own.
+    blocks = [bytes(1500) + bytes([i % 256]) for i in range(40_000)]
+    survivors = blocks[::16]
+    del blocks
+    result = memory.trim()
+    assert result is not None and result["released"]
+    assert result["rss_freed_bytes"] > 20 * 2**20
+    report = memory.report()
+    assert report["malloc_trims"]["count"] == 1
+    assert report["malloc_trims"]["rss_freed_bytes"] == result["rss_freed_bytes"]
+    assert len(survivors) == 2_500
