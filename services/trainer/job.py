@@ -102,6 +102,9 @@ def retrain(
     if len(holdout) == 0:
         raise NotEnoughData("no holdout click has an earlier click of its user to judge by")
     train = [c for c in clicks if c.ts.timestamp() < holdout.start_time]
+    before_holdout = len(train)
+    if 0 < settings.max_train_clicks < len(train):
+        train = sorted(train, key=lambda c: c.ts)[-settings.max_train_clicks :]
     embeddings = embed_items(items, [])
 
     folder = releaser.folder
@@ -123,7 +126,7 @@ def retrain(
     try:
         label = (
             f"trainer {datetime.now(UTC).isoformat(timespec='seconds')}: {len(train)} clicks "
-            f"before the holdout, warm start from "
+            f"(the newest of {before_holdout}) before the holdout, warm start from "
             f"{'version ' + str(champion_version) if warm else 'scratch'}"
         )
         write_version(trained, staged, label)
@@ -140,6 +143,7 @@ def retrain(
             challenger={
                 **challenger.to_dict(),
                 "train_clicks": len(train),
+                "clicks_before_holdout": before_holdout,
                 "warm_start": champion_version if warm else None,
                 "train_seconds": round(trained.seconds, 1),
                 "tensorrt": tensorrt,

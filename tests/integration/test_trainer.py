@@ -104,10 +104,16 @@ def test_a_retraining_is_judged_released_and_logged(
     manifest = json.loads((repository / "scorer/2/export.json").read_text())
     assert manifest["source"].startswith("trainer ")
 
-    # The next retraining starts from the version that serves now.
+    assert outcome.challenger["train_clicks"] == outcome.challenger["clicks_before_holdout"]
+
+    # The next retraining starts from the version that serves now, on the newest clicks
+    # only when a window is set.
+    trainer.settings = settings.model_copy(update={"max_train_clicks": 1_000})
     second = trainer.run_once()
     assert second is not None and second.challenger["warm_start"] == 2
     assert second.champion_version == 2
+    assert second.challenger["train_clicks"] == 1_000
+    assert second.challenger["clicks_before_holdout"] > 2_000
 
     decisions = [
         json.loads(line) for line in (tmp_path / "trainer/decisions.jsonl").read_text().splitlines()

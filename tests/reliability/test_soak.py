@@ -79,6 +79,10 @@ def test_soak_loses_nothing_and_memory_stays_flat(tmp_path: Path) -> None:
         "STREAMREC_TRAINER_INTERVAL_S": str(RETRAIN_S),
         "STREAMREC_TRAINER_EVERY_CLICKS": "0",
         "STREAMREC_TRAINER_MIN_CLICKS": "1000",
+        # A retrain every 5 minutes must finish in about that beside two busy workers on
+        # two cores: fine-tune on the newest 20,000 clicks. On all of them, session 10's
+        # soak's one job was still running when the 30 minutes ended.
+        "STREAMREC_TRAINER_MAX_TRAIN_CLICKS": "20000",
     }
     repository = scratch_repository(tmp_path / "triton_models")
     with private_stack(
