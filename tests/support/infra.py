@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import socket
 import subprocess
 import tempfile
@@ -25,17 +26,51 @@ def free_port() -> int:
         return port
 
 
-def free_ports(n: int) -> list[int]:
-    """n distinct free ports (held open together so none is handed out twice)."""
-    socks = []
+def _ephemeral_low(path: Path = Path("/proc/sys/net/ipv4/ip_local_port_range")) -> int:
+    """The first port the kernel hands to outgoing connections (32768 where unknown)."""
     try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_ports(n: int, run: int = 1) -> list[int]:
+    """n distinct free ports for servers a test starts; the last one begins ``run``
+    consecutive free ports (a stack's workers listen on consecutive ports).
+
+    Drawn below the kernel's ephemeral range. A port there is also what an outgoing
+    connection gets, so between this check and the server's own bind a client socket
+    could take it: CI once saw a second worker fail on "address already in use" on the
+    port after the first worker's. Each candidate is bound (and held until all are
+    found), so ports in use by the machine's services are skipped.
+    """
+    low, high = 20_000, _ephemeral_low()
+    if high - low < 1_000:  # an unusual range: take what the kernel gives
+        low, high = 1_024, 65_000
+    rng = random.SystemRandom()
+    held: list[socket.socket] = []
+    ports: list[int] = []
+    try:
+        while len(ports) < n:
+            width = run if len(ports) == n - 1 else 1
+            start = rng.randrange(low, high - width)
+            if any(start <= p < start + width for p in ports):
+                continue
+            socks = []
+            try:
+                for port in range(start, start + width):
+                    s = socket.socket()
+                    socks.append(s)
+                    s.bind(("127.0.0.1", port))
+            except OSError:
+                for s in socks:
+                    s.close()
+                continue
+            held += socks
+            ports.append(start)
+        return ports
     finally:
-        for s in socks:
+        for s in held:
             s.close()
 
 

@@ -25,15 +25,16 @@ from tests.support.infra import free_ports
 def private_settings(run_dir: Path, **overrides: Any) -> StackSettings:
     """Settings on free ports and ``run_dir``; the trainer and dashboard are off unless
     ``overrides`` turn them on."""
-    ports = free_ports(7)
+    # The last port starts a run free for every worker (they listen on consecutive ones).
+    ports = free_ports(7, run=int(overrides.get("workers", 1)))
     fields: dict[str, Any] = {
         "broker_port": ports[0],
         "triton_http_port": ports[1],
         "triton_grpc_port": ports[2],
         "triton_metrics_port": ports[3],
-        "worker_web_port": ports[4],
-        "trainer_port": ports[5],
-        "dashboard_port": ports[6],
+        "trainer_port": ports[4],
+        "dashboard_port": ports[5],
+        "worker_web_port": ports[6],
         "run_dir": run_dir,
         "topic_partitions": 4,
         "trainer": False,
