@@ -34,29 +34,18 @@ class _MallInfo2(ctypes.Structure):
     ]  # fmt: skip
 
 
-def _mallinfo2() -> Any:
+def _libc_function(name: str, restype: Any, argtypes: list[Any]) -> Any:
+    """glibc's ``name``, or None where the C library lacks it (not glibc, or too old)."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        fn = libc.mallinfo2
-    except (OSError, AttributeError):  # not glibc, or older than 2.33
+        fn = getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
+    except (OSError, AttributeError):
         return None
-    fn.restype = _MallInfo2
+    fn.restype, fn.argtypes = restype, argtypes
     return fn
 
 
-_MALLINFO2 = _mallinfo2()
-
-
-def _malloc_trim() -> Any:
-    try:
-        fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not glibc
-        return None
-    fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
-    return fn
-
-
-_MALLOC_TRIM = _malloc_trim()
+_MALLINFO2 = _libc_function("mallinfo2", _MallInfo2, [])  # glibc >= 2.33
+_MALLOC_TRIM = _libc_function("malloc_trim", ctypes.c_int, [ctypes.c_size_t])
 
 
 def trim() -> dict[str, Any] | None:
