@@ -73,13 +73,7 @@ def item_activity_row(
     newest = windows.newest(item_id)
     if newest is None:
         return None
-    neighbours = stats.covis.get(item_id)
-    # A full sort of a few hundred neighbours in C beats heapq.nlargest's Python loop by 2x.
-    covisited = (
-        tuple(sorted(neighbours, key=neighbours.__getitem__, reverse=True)[:MAX_COVISITED])
-        if neighbours
-        else ()
-    )
+    covisited = tuple(stats.covisited(item_id, MAX_COVISITED))
     return ItemActivityFeatures(
         item_id=item_id,
         event_ts=datetime.fromtimestamp(newest, UTC),

@@ -17,6 +17,7 @@ import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -252,9 +253,13 @@ class UserSegmenter:
         over ~100 candidates was a tenth of the worker's time.
         """
         self._check(segment)
-        get = self._counts.get(segment, {}).get
-        entries = [get(item, (0.0, self.now)) for item in item_ids]
-        return _log1p_decayed(entries, self.now, self._decay)
+        get, now = self._counts.get(segment, {}).get, self.now
+        pairs = np.fromiter(
+            chain.from_iterable(get(item, (0.0, now)) for item in item_ids),
+            np.float64,
+            2 * len(item_ids),
+        )  # a third of the time of asarray on a list of tuples
+        return _log1p_decayed(pairs, now, self._decay)
 
     def _decayed(self, entry: tuple[float, float]) -> float:
         value, at = entry
@@ -316,9 +321,10 @@ class UserSegmenter:
         return segmenter
 
 
-def _log1p_decayed(entries: list[tuple[float, float]], now: float, decay: float) -> np.ndarray:
-    """``log1p(value * exp(-decay * (now - at)))`` over (value, at) pairs, as float32."""
-    if not entries:
+def _log1p_decayed(entries: Any, now: float, decay: float) -> np.ndarray:
+    """``log1p(value * exp(-decay * (now - at)))`` over (value, at) pairs (a sequence of
+    pairs, or their flat array), as float32."""
+    if not len(entries):
         return np.zeros(0, np.float32)
     pairs = np.asarray(entries, np.float64).reshape(-1, 2)
     decayed = pairs[:, 0] * np.exp(-decay * np.maximum(0.0, now - pairs[:, 1]))

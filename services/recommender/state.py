@@ -8,12 +8,13 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
+from itertools import chain
 from typing import Any, Protocol
 
 import numpy as np
 
 from services.contract.events import Judged
+from services.recommender.covis import CovisitationGraph, CovisView, Neighbours
 from services.recommender.windows import DAY_S, HOUR_S, WindowedCounter
 
 # How many recent event ids a user remembers to drop replayed duplicates.
@@ -21,6 +22,9 @@ DEDUP_WINDOW = 200
 # Co-visitation is recorded between an item and the user's previous few clicks only:
 # nearer clicks say more about each other, and it bounds the work per click.
 COVIS_WINDOW = 5
+# Neighbours of a user are drawn from this many of their recent clicks.
+NEIGHBOUR_SOURCES = 2 * COVIS_WINDOW
+_SOURCE_WEIGHTS = [1.0 / (1 + pos) for pos in range(NEIGHBOUR_SOURCES)]
 # Neighbour lists are pruned to this size so memory stays bounded on a large catalog.
 MAX_NEIGHBOURS = 200
 TRENDING_HALF_LIFE_S = 24 * 3600.0
@@ -188,7 +192,7 @@ class ItemStats:
     def __init__(self, half_life_s: float = TRENDING_HALF_LIFE_S) -> None:
         self.popularity: Counter[str] = Counter()
         self._trend: dict[str, tuple[float, float]] = {}  # item -> (value, at_ts)
-        self.covis: dict[str, Counter[str]] = {}
+        self._covis = CovisitationGraph(MAX_NEIGHBOURS)
         self._decay = math.log(2) / half_life_s
         self.now = 0.0
         self._ranked_cache: dict[str, tuple[int, list[str]]] = {}  # kind -> (at, items)
@@ -207,15 +211,8 @@ class ItemStats:
         value, at = self._trend.get(item_id, (0.0, ts))
         self._trend[item_id] = (value * math.exp(-self._decay * max(0.0, ts - at)) + 1.0, ts)
         for pos, other in enumerate(previous[:COVIS_WINDOW]):
-            if other == item_id:
-                continue
-            other = sys.intern(other)
-            weight = 1.0 / (1 + pos)
-            for a, b in ((item_id, other), (other, item_id)):
-                row = self.covis.setdefault(a, Counter())
-                row[b] += weight  # type: ignore[assignment]  # Counter of floats
-                if len(row) > 2 * MAX_NEIGHBOURS:
-                    self.covis[a] = Counter(dict(row.most_common(MAX_NEIGHBOURS)))
+            if other != item_id:
+                self._covis.add(item_id, other, 1.0 / (1 + pos))
 
     def trending(self, item_id: str) -> float:
         value, at = self._trend.get(item_id, (0.0, self.now))
@@ -224,10 +221,11 @@ class ItemStats:
     def trending_many(self, item_ids: Sequence[str]) -> np.ndarray:
         """:meth:`trending` of many items at once (float64), one vectorised decay."""
         get, now = self._trend.get, self.now
-        pairs = np.asarray([get(item, (0.0, now)) for item in item_ids], np.float64)
-        if not len(pairs):
-            return np.zeros(0)
-        pairs = pairs.reshape(-1, 2)
+        pairs = np.fromiter(
+            chain.from_iterable(get(item, (0.0, now)) for item in item_ids),
+            np.float64,
+            2 * len(item_ids),
+        ).reshape(-1, 2)  # a third of the time of asarray on a list of tuples
         return pairs[:, 0] * np.exp(-self._decay * np.maximum(0.0, now - pairs[:, 1]))
 
     def top_trending(self, n: int) -> list[str]:
@@ -254,29 +252,23 @@ class ItemStats:
             self._ranked_cache[kind] = cache
         return cache[1][:n]
 
-    def neighbours(self, recent: list[str], limit: int) -> dict[str, float]:
-        """Co-visited items of the user's recent items: item -> recency-weighted score."""
-        scores: dict[str, float] = {}
-        get = scores.get
-        for pos, source in enumerate(recent[: COVIS_WINDOW * 2]):
-            row = self.covis.get(source)
-            if not row:
-                continue
-            weight = 1.0 / (1 + pos)
-            for item, count in row.items():
-                scores[item] = get(item, 0.0) + weight * count
-        return dict(heapq.nlargest(limit, scores.items(), key=itemgetter(1)))
+    @property
+    def covis(self) -> CovisView:
+        """Read-only ``item -> {neighbour: count}`` (digests, snapshots, tests)."""
+        return self._covis.view()
+
+    def covisited(self, item_id: str, n: int) -> list[str]:
+        """``item_id``'s ``n`` most co-visited items, most first."""
+        return self._covis.top(item_id, n)
+
+    def neighbours(self, recent: list[str], limit: int) -> Neighbours:
+        """Co-visited items of the user's recent items, by recency-weighted score: the
+        newest ``2 * COVIS_WINDOW`` clicks, the one ``pos`` back weighing ``1 / (1 + pos)``."""
+        recent = recent[:NEIGHBOUR_SOURCES]
+        return self._covis.neighbours(recent, limit, _SOURCE_WEIGHTS[: len(recent)])
 
     def strongest_source(self, recent: list[str], item: str) -> str | None:
-        """The recent click that contributes most to ``item``'s co-visitation score.
-
-        Asked only for the few items shown (explanations), so the hot loop in
-        :meth:`neighbours` stays one dict update per co-visit; the first wins a tie.
-        """
-        best, best_value = None, 0.0
-        for pos, source in enumerate(recent[: COVIS_WINDOW * 2]):
-            row = self.covis.get(source)
-            value = row.get(item, 0.0) / (1 + pos) if row else 0.0
-            if value > best_value:
-                best, best_value = source, value
-        return best
+        """The recent click that contributes most to ``item``'s co-visitation score (the
+        nearer in time on a tie); for many items at once, use
+        :meth:`Neighbours.strongest_sources`."""
+        return self.neighbours(recent, 0).strongest_sources([item])[0]
