@@ -43,7 +43,7 @@ from services.recommender.feature_rows import (
     push_with_retries,
     user_row,
 )
-from services.recommender.rerank import mmr
+from services.recommender.rerank import mmr_batch
 from services.recommender.scorer import CircuitBreaker, Scored, ScoringBatch
 from services.recommender.shadow import ShadowLane
 from services.recommender.shared import (
@@ -57,6 +57,8 @@ from services.recommender.timing import BatchTimer
 
 log = logging.getLogger(__name__)
 
+# Clicks re-ranked together (see process).
+MMR_CHUNK = 32
 # A user's text vector when ranking ignores text embeddings: empty, as the feature store's
 # user row has it when no vector was computed.
 NO_VECTOR = np.zeros(0, np.float32)
@@ -211,20 +213,37 @@ class RecommenderCore:
         timer.lap("scorer_call")
         result.degraded = degraded
         now = datetime.now(UTC)
-        for row, (acc, c) in enumerate(zip(accepted, cands, strict=True)):
-            rec = self._recommendation(
-                acc, c, scored.scores[row], scored.model_version, degraded, now
+        counts = np.array([len(c.items) for c in cands])
+        # MMR a chunk of clicks at a time: their [chunk, C, 384] candidate vectors are a few
+        # MB, where the whole batch's (256 clicks) would add ~40 MB to the worker's peak.
+        for start in range(0, len(accepted), MMR_CHUNK):
+            rows = np.arange(start, min(start + MMR_CHUNK, len(accepted)))
+            vectors = self._candidate_vectors(scoring, rows)
+            orders = mmr_batch(
+                scored.scores[rows], counts[rows], vectors, self.config.top_k, self._diversity
             )
-            result.recommendations.append(rec)
-            acc.user.show(
-                "serving",
-                acc.click.event.event_id,
-                rec.model_version,
-                acc.segment,
-                [item.item_id for item in rec.items],
-            )
+            for row, order, row_vectors in zip(rows.tolist(), orders, vectors, strict=True):
+                acc, c = accepted[row], cands[row]
+                rec = self._recommendation(
+                    acc,
+                    c,
+                    scored.scores[row],
+                    order,
+                    row_vectors,
+                    scored.model_version,
+                    degraded,
+                    now,
+                )
+                result.recommendations.append(rec)
+                acc.user.show(
+                    "serving",
+                    acc.click.event.event_id,
+                    rec.model_version,
+                    acc.segment,
+                    [item.item_id for item in rec.items],
+                )
         timer.lap("rerank_explain")
-        self._shadow_lists(accepted, cands, shadow_rows, shadow_scored, shadow_version)
+        self._shadow_lists(accepted, cands, scoring, shadow_rows, shadow_scored, shadow_version)
         timer.lap("shadow")
         result.users = latest
         if not self.defer_state:
@@ -359,6 +378,7 @@ class RecommenderCore:
         self,
         accepted: list[_Accepted],
         cands: list[cand.Candidates],
+        scoring: ScoringBatch,
         rows: list[int],
         scored: Scored | None,
         version: str | None,
@@ -367,12 +387,11 @@ class RecommenderCore:
         lists are (MMR over its scores)."""
         if scored is None or version is None:
             return
-        for i, row in enumerate(rows):
+        counts = np.array([len(cands[row].items) for row in rows])
+        vectors = self._candidate_vectors(scoring, np.asarray(rows, np.int64))
+        orders = mmr_batch(scored.scores, counts, vectors, self.config.top_k, self._diversity)
+        for row, order in zip(rows, orders, strict=True):
             acc, c = accepted[row], cands[row]
-            n = len(c.items)
-            order = mmr(
-                scored.scores[i][:n], self._vectors(c.items), self.config.top_k, self._diversity
-            )
             items = [c.items[j] for j in order]
             acc.user.show("shadow", acc.click.event.event_id, version, acc.segment, items)
 
@@ -387,6 +406,12 @@ class RecommenderCore:
         if self.config.text_embeddings:
             return self.embeddings.vectors(items)
         return np.zeros((len(items), self.embeddings.dim), np.float32)
+
+    def _candidate_vectors(self, scoring: ScoringBatch, rows: np.ndarray) -> np.ndarray:
+        """[len(rows), C, D] text embeddings of those clicks' candidates (padding: item row
+        0's), from the request's item matrix (zero rows when ranking ignores text)."""
+        request = scoring.request
+        return request.items[request.candidate_idx[rows]]
 
     def _candidates(self, accepted: list[_Accepted]) -> list[cand.Candidates]:
         limit = self.config.max_candidates
@@ -440,21 +465,15 @@ class RecommenderCore:
         acc: _Accepted,
         c: cand.Candidates,
         scores: np.ndarray,
+        order: list[int],
+        vectors: np.ndarray,
         model_version: str,
         degraded: bool,
         now: datetime,
     ) -> Recommendation:
-        n = len(c.items)
-        vectors = self._vectors(c.items)
-        order = mmr(scores[:n], vectors, self.config.top_k, self._diversity)
-        recent_vectors = self._vectors(acc.user.recent[:10])
         items = [
-            RecommendedItem(
-                item_id=c.items[i],
-                score=round(float(scores[i]), 6),
-                reasons=reasons(self._evidence(acc, c, i, vectors[i], recent_vectors)),
-            )
-            for i in order
+            RecommendedItem(item_id=c.items[i], score=round(float(scores[i]), 6), reasons=why)
+            for i, why in zip(order, self._reasons(acc, c, order, vectors), strict=True)
         ]
         click = acc.click
         return Recommendation(
@@ -469,32 +488,42 @@ class RecommenderCore:
             judged=acc.judged,
         )
 
-    def _evidence(
-        self,
-        acc: _Accepted,
-        c: cand.Candidates,
-        i: int,
-        vector: np.ndarray,
-        recent_vectors: np.ndarray,
-    ) -> Evidence:
-        item = c.items[i]
-        similar = None
-        if "semantic" in c.sources[i] and np.any(vector):
-            sims = recent_vectors @ vector
-            if sims.size and sims.max() > 0:
-                similar = self.catalog.title(acc.user.recent[int(np.argmax(sims))])
-        source = (
-            self.stats.strongest_source(acc.user.recent, item)
-            if "covisitation" in c.sources[i]
-            else None
-        )
-        return Evidence(
-            sources=frozenset(c.sources[i]),
-            covis_item=self.catalog.title(source) if source else None,
-            similar_item=similar,
-            segment=acc.segment,
-            is_new=self.stats.popularity.get(item, 0) == 0,
-        )
+    def _reasons(
+        self, acc: _Accepted, c: cand.Candidates, order: list[int], vectors: np.ndarray
+    ) -> list[list[str]]:
+        """The reasons of each shown candidate (``order`` indexes ``c.items``), with one
+        similarity product and one co-visitation lookup for the whole list."""
+        recent = acc.user.recent[:10]
+        shown = [c.items[i] for i in order]
+        # "similar description to": the recent item whose text is nearest each shown one.
+        similar: list[str | None] = [None] * len(order)
+        semantic = [k for k, i in enumerate(order) if "semantic" in c.sources[i]]
+        if semantic and recent:
+            sims = vectors[[order[k] for k in semantic]] @ self._vectors(recent).T
+            best = sims.argmax(axis=1)
+            for k, b, top in zip(semantic, best.tolist(), sims.max(axis=1).tolist(), strict=True):
+                if top > 0:  # an item without text (zero row) is similar to nothing
+                    similar[k] = self.catalog.title(recent[b])
+        # "because you clicked": the recent click that led to it by co-visitation.
+        covisited = [k for k, i in enumerate(order) if "covisitation" in c.sources[i]]
+        anchors: list[str | None] = [None] * len(order)
+        if covisited and c.neighbours is not None:
+            found = c.neighbours.strongest_sources([shown[k] for k in covisited])
+            for k, source in zip(covisited, found, strict=True):
+                anchors[k] = self.catalog.title(source) if source else None
+        popularity = self.stats.popularity
+        return [
+            reasons(
+                Evidence(
+                    sources=frozenset(c.sources[i]),
+                    covis_item=anchors[k],
+                    similar_item=similar[k],
+                    segment=acc.segment,
+                    is_new=popularity.get(item, 0) == 0,
+                )
+            )
+            for k, (i, item) in enumerate(zip(order, shown, strict=True))
+        ]
 
     def _applied(self, record: ItemActivity) -> None:
         """A click record was applied: if it is this worker's, its item is due a row."""

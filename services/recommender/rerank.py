@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["catalog_coverage", "intra_list_diversity", "mmr"]
+__all__ = ["catalog_coverage", "intra_list_diversity", "mmr", "mmr_batch"]
 
 
 def mmr(scores: np.ndarray, embeddings: np.ndarray, k: int, diversity: float) -> list[int]:
@@ -86,6 +86,73 @@ def mmr(scores: np.ndarray, embeddings: np.ndarray, k: int, diversity: float) ->
         # Running max: only the newest pick can raise any candidate's redundancy.
         np.maximum(redundancy, similarity, out=redundancy)
     return chosen
+
+
+def mmr_batch(
+    scores: np.ndarray, counts: np.ndarray, embeddings: np.ndarray, k: int, diversity: float
+) -> list[list[int]]:
+    """:func:`mmr` of every row of a micro-batch at once: row ``b`` ranks its first
+    ``counts[b]`` candidates, ``scores[b, :counts[b]]`` with ``embeddings[b, :counts[b]]``
+    (the rest is padding and never chosen).
+
+    The same rules and ties as :func:`mmr`, so the same lists (up to float rounding in the
+    cosines, which only matters between candidates the two would call equal). One
+    ``[B, C, D]`` product per pick for the whole batch instead of one per pick per click:
+    the per-click loop was a tenth of the worker's time.
+    """
+    if not 0.0 <= diversity <= 1.0:
+        raise ValueError(f"diversity must be in [0, 1], got {diversity}")
+    raw = np.asarray(scores, dtype=np.float64)
+    if raw.ndim != 2:
+        raise ValueError(f"scores must be [B, C], got shape {raw.shape}")
+    batch, width = raw.shape
+    counts = np.asarray(counts, dtype=np.int64)
+    if counts.shape != (batch,) or (counts < 0).any() or (counts > width).any():
+        raise ValueError(f"counts must be [B] = [{batch}] values in 0..{width}, got {counts}")
+    valid = np.arange(width)[None, :] < counts[:, None]
+    if not np.isfinite(raw[valid]).all():
+        raise ValueError(
+            "scores must be finite; drop masked (-inf) or invalid candidates before re-ranking"
+        )
+    vectors = np.asarray(embeddings)
+    if vectors.ndim != 3 or vectors.shape[:2] != (batch, width):
+        raise ValueError(
+            f"embeddings must be [B, C, D] = [{batch}, {width}, D], got shape {vectors.shape}"
+        )
+    lengths = np.minimum(max(k, 0), counts).tolist()
+    if diversity == 0.0 or batch == 0 or max(lengths, default=0) == 0:
+        # The ranker's own order: padding (+inf after negation) sorts last.
+        order = np.argsort(-np.where(valid, raw, -np.inf), axis=1, kind="stable")
+        return [order[b, :n].tolist() for b, n in enumerate(lengths)]
+
+    low = np.where(valid, raw, np.inf).min(axis=1, keepdims=True)
+    high = np.where(valid, raw, -np.inf).max(axis=1, keepdims=True)
+    span = high - low
+    flat = span <= 0.0  # all scores equal (or no candidate): no preference, as _min_max
+    relevance = np.where(flat, 0.0, (raw - low) / np.where(flat, 1.0, span))
+    norms = np.sqrt(np.einsum("bcd,bcd->bc", vectors, vectors))
+    if not np.isfinite(norms[valid]).all():
+        raise ValueError("embeddings must be finite; a NaN or infinite entry has no similarity")
+    inverse_norms = np.divide(1.0, norms, out=np.zeros(norms.shape), where=norms > 0.0)
+    gain = (1.0 - diversity) * relevance
+    redundancy = np.zeros((batch, width))
+    closed = ~valid  # padding, then each pick
+    rows = np.arange(batch)
+    picks = []
+    for _ in range(max(lengths)):
+        value = gain - diversity * redundancy
+        value[closed] = -np.inf
+        tied = value == value.max(axis=1, keepdims=True)
+        # Among equal values the more relevant, then the lower index (argmax's first).
+        pick = np.where(tied, relevance, -np.inf).argmax(axis=1)
+        picks.append(pick)
+        closed[rows, pick] = True
+        chosen = vectors[rows, pick]  # [B, D]
+        similarity = np.matmul(vectors, chosen[:, :, None])[:, :, 0]
+        similarity = similarity * (inverse_norms * inverse_norms[rows, pick][:, None])
+        np.maximum(redundancy, similarity, out=redundancy)
+    order = np.stack(picks, axis=1)
+    return [order[b, :n].tolist() for b, n in enumerate(lengths)]
 
 
 def intra_list_diversity(embeddings: np.ndarray) -> float:

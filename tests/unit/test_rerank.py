@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import services.recommender.rerank
-from services.recommender.rerank import catalog_coverage, intra_list_diversity, mmr
+from services.recommender.rerank import catalog_coverage, intra_list_diversity, mmr, mmr_batch
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:
@@ -150,3 +150,63 @@ def test_catalog_coverage_counts_distinct_items() -> None:
     assert catalog_coverage([], catalog_size=3) == 0.0
     with pytest.raises(ValueError, match="catalog_size"):
         catalog_coverage([["a"]], catalog_size=0)
+
+
+def _padded(
+    lists: list[tuple[np.ndarray, np.ndarray]], width: int, dim: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows padded with garbage (large scores, large vectors) that must never be chosen."""
+    scores = np.full((len(lists), width), 1e9)
+    vectors = np.full((len(lists), width, dim), 7.0, np.float32)
+    for b, (s, v) in enumerate(lists):
+        scores[b, : len(s)], vectors[b, : len(s)] = s, v
+    return scores, vectors, np.array([len(s) for s, _ in lists])
+
+
+@pytest.mark.parametrize("diversity", [0.0, 0.1, 0.5, 1.0])
+def test_the_batched_mmr_gives_each_row_the_lists_mmr_gives_it(diversity: float) -> None:
+    rng = np.random.default_rng(3)
+    lists = []
+    for n in [0, 1, 3, 10, 40, 40, 25]:
+        vectors = rng.normal(size=(n, 24)).astype(np.float32)
+        vectors[: n // 5] = 0.0  # items without text are similar to nothing
+        vectors[n // 5 :] /= np.linalg.norm(vectors[n // 5 :], axis=1, keepdims=True)
+        lists.append((rng.normal(size=n), vectors))
+    lists.append((np.full(6, 2.0), _unit(rng.normal(size=(6, 24))).astype(np.float32)))  # ties
+    scores, vectors, counts = _padded(lists, 40, 24)
+    got = mmr_batch(scores, counts, vectors, k=10, diversity=diversity)
+    assert got == [mmr(s, v, 10, diversity) for s, v in lists]
+    assert all(type(i) is int for row in got for i in row)
+
+
+def test_the_batched_mmr_breaks_ties_as_mmr_does(
+    near_duplicates: tuple[np.ndarray, np.ndarray],
+) -> None:
+    scores, embeddings = near_duplicates
+    twins = np.vstack([embeddings[:1], embeddings[:1], embeddings[4:5]])
+    lists = [(scores, embeddings), (np.array([1.0, 1.0, 0.5]), twins)]
+    batch_scores, vectors, counts = _padded(lists, 6, embeddings.shape[1])
+    for diversity in (0.2, 0.6):
+        assert mmr_batch(batch_scores, counts, vectors, 3, diversity) == [
+            mmr(s, v, 3, diversity) for s, v in lists
+        ]
+
+
+@pytest.mark.parametrize(
+    ("scores", "counts", "embeddings", "message"),
+    [
+        (np.ones(3), np.array([3]), np.zeros((1, 3, 2)), r"\[B, C\]"),
+        (np.ones((1, 3)), np.array([4]), np.zeros((1, 3, 2)), "counts"),
+        (np.ones((1, 3)), np.array([3]), np.zeros((1, 2, 2)), "embeddings"),
+        (np.array([[1.0, np.nan, 0.0]]), np.array([3]), np.zeros((1, 3, 2)), "finite"),
+        (np.ones((1, 3)), np.array([3]), np.full((1, 3, 2), np.inf), "finite"),
+    ],
+)
+def test_the_batched_mmr_rejects_bad_input(
+    scores: np.ndarray, counts: np.ndarray, embeddings: np.ndarray, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        mmr_batch(scores, counts, embeddings, k=2, diversity=0.3)
+    # Padding beyond a row's count may hold anything, NaN included.
+    padded = np.array([[1.0, 0.5, np.nan]])
+    assert mmr_batch(padded, np.array([2]), np.zeros((1, 3, 2)), 5, 0.3) == [[0, 1]]
