@@ -8,8 +8,10 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from feast import FeatureStore
-from feast.data_source import PushMode
+from feast import FeatureStore, FeatureView
+from feast.data_source import PushSource
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+from feast.protos.feast.types.Value_pb2 import Value
 from redis.exceptions import RedisError
 
 from services.features.errors import FeatureStoreError
@@ -76,6 +78,8 @@ class FeastFeatureStore:
             self.close()
             raise
         self._lock = lock if lock is not None else self._default_lock()
+        # Each push source's feature views, resolved from the registry on first use.
+        self._views: dict[str, list[FeatureView]] = {}
 
     @property
     def feast(self) -> FeatureStore:
@@ -122,8 +126,10 @@ class FeastFeatureStore:
                 if not fresh:
                     return 0
                 frame = codec.frame(fresh)
-                # One push per call: the caller sized the micro-batch.
-                self._store.push(codec.push_source, frame, to=PushMode.ONLINE)
+                # One write per view per call: the caller sized the micro-batch.
+                provider = self._store._get_provider()
+                for view in self._views_fed_by(codec):
+                    provider.ingest_df(view, frame)
             # Outside the lock: the log's order does not matter (training joins on event
             # time), and a flush may take a while. After the push, so a failed push that
             # the caller retries is logged once.
@@ -151,16 +157,51 @@ class FeastFeatureStore:
             if self._redis is not None:
                 self._redis.close()
 
+    def _views_fed_by(self, codec: ViewCodec[Row]) -> list[FeatureView]:
+        """The feature views ``codec``'s push source feeds, resolved once.
+
+        What ``FeatureStore.push`` writes to, without its per-call registry work:
+        ``push`` and ``get_online_features`` turn the registry's protos back into feature
+        views on every call, two thirds of a 10-row push's ~13 ms on SQLite
+        (docs/BENCHMARKS.md, "Feast online store"). The worker reads the registry once at
+        start-up anyway (``services.features.repo``), so the views cannot go stale here.
+        """
+        views = self._views.get(codec.push_source)
+        if views is None:
+            views = [
+                view
+                for view in self._store.list_feature_views()
+                if isinstance(view.stream_source, PushSource)
+                and view.stream_source.name == codec.push_source
+            ]
+            if not views:
+                raise FeatureStoreError(
+                    f"no feature view is fed by the push source {codec.push_source!r}; run "
+                    "`streamrec features apply` against feature_repo/"
+                )
+            self._views[codec.push_source] = views
+        return views
+
     def _stored_event_ts(self, codec: ViewCodec[Row], keys: set[str]) -> dict[str, datetime | None]:
+        """Each key's stored ``last_event_ts``, None if it has no row: one online read of
+        the view's one column, straight from the provider (see :meth:`_views_fed_by`)."""
         ordered = sorted(keys)
-        data = self._store.get_online_features(
-            features=codec.refs([LAST_EVENT_TS]),
-            entity_rows=[{codec.join_key: k} for k in ordered],
-        ).to_dict()
-        return {
-            key: None if ts is None else from_epoch_us(ts)
-            for key, ts in zip(ordered, data[LAST_EVENT_TS], strict=True)
-        }
+        view = next(v for v in self._views_fed_by(codec) if v.name == codec.view)
+        entity_keys = [
+            EntityKey(join_keys=[codec.join_key], entity_values=[Value(string_val=k)])
+            for k in ordered
+        ]
+        rows = self._store._get_provider().online_read(
+            self._store.config, view, entity_keys, [LAST_EVENT_TS]
+        )
+        stored: dict[str, datetime | None] = {}
+        for key, (_, values) in zip(ordered, rows, strict=True):
+            value = (values or {}).get(LAST_EVENT_TS)
+            if value is None or value.WhichOneof("val") != "int64_val":
+                stored[key] = None  # no row yet (or one written without the column)
+            else:
+                stored[key] = from_epoch_us(value.int64_val)
+        return stored
 
     def _default_lock(self) -> WriteLock:
         if self._redis is not None:
