@@ -57,6 +57,7 @@ from services.kafka.settings import KafkaSettings
 from services.stack.control import down, supervisor_pid, up_detached
 from services.stack.settings import StackSettings
 from tests.bench.echo_app import ECHO_IN, ECHO_OUT
+from tests.support.infra import free_port
 
 
 @dataclass
@@ -151,7 +152,18 @@ def start_echo(settings: StackSettings) -> subprocess.Popen[bytes]:
     settings.logs_dir.mkdir(parents=True, exist_ok=True)
     log = open(settings.logs_dir / "bench-echo.log", "wb")  # noqa: SIM115  # the child keeps it
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.bench.echo_app", "worker", "-l", "info"],
+        # Its own web port: Faust's worker command binds one even with the web disabled,
+        # and its default (6066) is the first StreamRec worker's.
+        [
+            sys.executable,
+            "-m",
+            "tests.bench.echo_app",
+            "worker",
+            "-l",
+            "info",
+            "--web-port",
+            str(free_port()),
+        ],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
