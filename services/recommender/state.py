@@ -266,9 +266,3 @@ class ItemStats:
         newest ``2 * COVIS_WINDOW`` clicks, the one ``pos`` back weighing ``1 / (1 + pos)``."""
         recent = recent[:NEIGHBOUR_SOURCES]
         return self._covis.neighbours(recent, limit, _SOURCE_WEIGHTS[: len(recent)])
-
-    def strongest_source(self, recent: list[str], item: str) -> str | None:
-        """The recent click that contributes most to ``item``'s co-visitation score (the
-        nearer in time on a tie); for many items at once, use
-        :meth:`Neighbours.strongest_sources`."""
-        return self.neighbours(recent, 0).strongest_sources([item])[0]

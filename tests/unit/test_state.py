@@ -26,9 +26,9 @@ def test_covisitation_links_items_clicked_together() -> None:
     near = stats.neighbours(["a"], limit=10)
     assert set(near) == {"b", "c"}
     assert near.get("b") > near.get("c")  # adjacent clicks weigh more
-    assert stats.strongest_source(["a"], "b") == "a"
-    assert stats.strongest_source(["c", "a"], "b") == "c"  # nearer in time, same count
-    assert stats.strongest_source(["a"], "nowhere") is None
+    assert near.strongest_sources(["b", "nowhere"]) == ["a", None]
+    # Nearer in time, same count: "c" led to "b" as much as "a" did, and more recently.
+    assert stats.neighbours(["c", "a"], limit=10).strongest_sources(["b"]) == ["c"]
 
 
 def test_trending_decays_with_event_time() -> None:
