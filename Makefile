@@ -55,6 +55,7 @@ eval: install
 
 # Benchmarks, not tests: run on a quiet machine; results go to docs/BENCHMARKS.md.
 bench: install
+	.ci/services
 	$(VENV)/bin/streamrec bench
 
 lint: install

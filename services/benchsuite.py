@@ -31,6 +31,11 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         ("tests.bench.decode_speed", "--count", "400", "--repeat", "3", "--limit-ms", "10"),
     ),
     Benchmark(
+        "feast-push",
+        "one micro-batch's feature writes (user and item-activity rows), SQLite and Redis",
+        ("tests.bench.feast_push", "--rows", "10,256"),
+    ),
+    Benchmark(
         "scorer",
         "the scorer model: PyTorch vs ONNX fp32 vs int8 on the CPU",
         ("models.scorer_bench", "--threads", "2"),
