@@ -112,9 +112,10 @@ def run(
     base, base_s = baseline_answers(stream, pairs, k)
     models: dict[str, dict[str, Any]] = {}
     ranks: dict[str, list[int]] = {}
+    catalog = {item.item_id for item in stream.items}
 
     def add(name: str, answers: Mapping[str, list[str]]) -> None:
-        models[name] = judge.judge(pairs, answers, k, len(stream.items), subsets, vectors)
+        models[name] = judge.judge(pairs, answers, k, catalog, subsets, vectors)
         ranks[name] = protocol.ranks(pairs, answers, k)
 
     for name, answers in base.items():

@@ -12,7 +12,7 @@ bring it in).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,17 +83,18 @@ def judge(
     pairs: Sequence[Pair],
     answers: Mapping[str, Sequence[str]],
     k: int,
-    catalog_size: int,
+    catalog: Collection[str],
     subsets: PairSubsets,
     vectors: EmbeddingIndex | None = None,
 ) -> dict[str, Any]:
-    """Every figure of ``answers`` on the judged ``pairs``, as the report stores them."""
-    quality = score(pairs, answers, k)
+    """Every figure of ``answers`` on the judged ``pairs``, as the report stores them;
+    coverage is of ``catalog`` (the replayed dataset's item ids)."""
+    quality = score(pairs, answers, k, catalog)
     judged = [answers[p.event_id][:k] for p in pairs if p.event_id in answers]
     ild = mean_intra_list_diversity(judged, vectors) if vectors is not None else None
     out: dict[str, Any] = {
         **quality.as_dict(),
-        "coverage": round(quality.covered / catalog_size, 6) if catalog_size else None,
+        "coverage": round(quality.covered / len(catalog), 6) if catalog else None,
         "intra_list_diversity": None if ild is None else round(ild, 6),
     }
     for name, group in subsets.groups().items():

@@ -11,7 +11,7 @@ looks like a bad one.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 from services.contract.events import ClickEvent
@@ -77,8 +77,18 @@ def ranks(pairs: Sequence[Pair], answers: Mapping[str, Sequence[str]], k: int = 
     return out
 
 
-def score(pairs: Sequence[Pair], answers: Mapping[str, Sequence[str]], k: int = 10) -> Quality:
-    """HR@k, NDCG@k and MRR@k of ``answers`` (event_id -> ranked item ids, best first)."""
+def score(
+    pairs: Sequence[Pair],
+    answers: Mapping[str, Sequence[str]],
+    k: int = 10,
+    catalog: Collection[str] | None = None,
+) -> Quality:
+    """HR@k, NDCG@k and MRR@k of ``answers`` (event_id -> ranked item ids, best first).
+
+    ``covered`` counts the distinct items shown that are in ``catalog`` (all of them when
+    None): a stack that served other replays before may still show their items, and
+    those are not this catalog's coverage.
+    """
     found = ranks(pairs, answers, k)
     shown: set[str] = set()
     answered = 0
@@ -97,5 +107,5 @@ def score(pairs: Sequence[Pair], answers: Mapping[str, Sequence[str]], k: int = 
         pairs=n,
         answered=answered,
         hits=len(hit_ranks),
-        covered=len(shown),
+        covered=len(shown if catalog is None else shown.intersection(catalog)),
     )

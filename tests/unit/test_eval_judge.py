@@ -73,15 +73,19 @@ def test_judge_gives_cold_hr_on_withheld_targets_coverage_and_diversity() -> Non
     answers = {"e1": ["a", "x"], "e2": ["a", "b"], "e3": ["a", "c"]}
     subsets = split_pairs(pairs, [], withheld={"x", "y"})
     vectors = index(a=[1, 0], b=[1, 0], c=[0, 1], x=[0, 1])
-    figures = judge(pairs, answers, 10, catalog_size=10, subsets=subsets, vectors=vectors)
+    catalog = ["a", "b", "c", "x", "y", *"defgh"]
+    figures = judge(pairs, answers, 10, catalog=catalog, subsets=subsets, vectors=vectors)
     assert figures["hr@10"] == pytest.approx(2 / 3)
     assert figures["mrr@10"] == pytest.approx((0.5 + 1.0) / 3, abs=1e-6)
     assert figures["withheld"]["hr@10"] == 0.5 and figures["withheld"]["pairs"] == 2
     assert figures["warm"]["hr@10"] == 1.0
     assert figures["coverage"] == pytest.approx(4 / 10)  # a, x, b, c
+    # An item from outside the catalog (another replay's, on a shared stack) is not coverage.
+    foreign = judge(pairs, {**answers, "e3": ["a", "other-run:z"]}, 10, catalog, subsets)
+    assert foreign["coverage"] == pytest.approx(3 / 10)  # a, x, b
     assert figures["intra_list_diversity"] == pytest.approx((1 + 0 + 1) / 3, abs=1e-6)
     # A recommender that never shows a withheld item has a cold HR of 0.
-    blind = judge(pairs, {"e1": ["a"], "e2": ["a"], "e3": ["a"]}, 10, 10, subsets, vectors)
+    blind = judge(pairs, {"e1": ["a"], "e2": ["a"], "e3": ["a"]}, 10, catalog, subsets, vectors)
     assert blind["withheld"]["hr@10"] == 0.0 and blind["warm"]["hr@10"] == 1.0
 
 
