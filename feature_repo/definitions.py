@@ -53,8 +53,9 @@ user_activity_batch = FileSource(
     description="Offline log of user_activity rows (parquet parts).",
 )
 
-# Where the feature agent writes each micro-batch of per-user aggregates
-# (``FeatureStore.push(..., to=PushMode.ONLINE)``); every view sourced from it is updated.
+# Where the feature agent writes each micro-batch of per-user aggregates: every view
+# sourced from it is updated (``FeastFeatureStore`` resolves them once and writes each
+# through the provider, as ``FeatureStore.push(..., to=PushMode.ONLINE)`` would).
 # The same rows go to the offline log above, written by StreamRec rather than Feast.
 user_activity_push = PushSource(
     name="user_activity_push",

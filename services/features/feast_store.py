@@ -1,4 +1,5 @@
-"""The Feast-backed online store: writes through the push source, reads online features."""
+"""The Feast-backed online store: writes to the views a push source feeds, reads online
+features."""
 
 from __future__ import annotations
 
@@ -186,7 +187,12 @@ class FeastFeatureStore:
         """Each key's stored ``last_event_ts``, None if it has no row: one online read of
         the view's one column, straight from the provider (see :meth:`_views_fed_by`)."""
         ordered = sorted(keys)
-        view = next(v for v in self._views_fed_by(codec) if v.name == codec.view)
+        view = next((v for v in self._views_fed_by(codec) if v.name == codec.view), None)
+        if view is None:
+            raise FeatureStoreError(
+                f"the feature view {codec.view!r} is not fed by the push source "
+                f"{codec.push_source!r}; feature_repo/ and services/features/frames.py disagree"
+            )
         entity_keys = [
             EntityKey(join_keys=[codec.join_key], entity_values=[Value(string_val=k)])
             for k in ordered

@@ -4,14 +4,15 @@ The candidate step asks, per click, for the co-visited items of up to ten recent
 a few thousand (neighbour, count) pairs summed by neighbour. As ``dict[str, Counter]``
 that was one Python dict update per pair, a quarter of the worker's time per click. Here a
 row is an ``int32`` column of item indices and a ``float64`` column of counts, so the sum
-is one ``np.unique`` and one ``np.bincount``, and a pair takes 12 bytes instead of a
-Counter entry's ~100.
+is one ``bincount`` (or ``np.unique`` for a large catalog), and a pair takes 12 bytes
+instead of a Counter entry's ~100.
 
 The results are the dict version's exactly, order included: rows keep their insertion
 order, sums run in the same order (``bincount`` adds sequentially, as the loop did), a
-pruned row is kept in ``Counter.most_common`` order, and ties in the top list go to the
-item seen first, as ``heapq.nlargest`` gave them. ``tests/unit/test_covis.py`` replays a
-stream through both.
+pruned row is kept in ``Counter.most_common`` order, ties in the top list go to the item
+seen first, as ``heapq.nlargest`` gave them, and the strongest source of an item compares
+``count / (1 + pos)`` as the old loop did (``count * (1 / (1 + pos))``, the score's term,
+rounds differently). ``tests/unit/test_covis.py`` replays a stream through both.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["CovisitationGraph", "Neighbours"]
+__all__ = ["CovisView", "CovisitationGraph", "Neighbours"]
 
 # Sum a user's pairs by counting over the whole catalog while it has at most this many
 # items per pair summed; above, by sorting the pairs (``np.unique``).
@@ -69,7 +70,7 @@ class Neighbours:
         items: list[str],
         scores: np.ndarray,
         cols: np.ndarray,
-        contributions: np.ndarray,
+        counts: np.ndarray,
         positions: np.ndarray,
         index: Mapping[str, int],
         recent: Sequence[str],
@@ -77,7 +78,8 @@ class Neighbours:
         self.items = items  # the top items, strongest first
         self.scores = scores  # float64, aligned with ``items``
         self._score_of = dict(zip(items, scores.tolist(), strict=True))
-        self._cols, self._contributions, self._positions = cols, contributions, positions
+        # Every pair summed: neighbour, its count in the source's row, the source's position.
+        self._cols, self._counts, self._positions = cols, counts, positions
         self._index, self._recent = index, recent
 
     def __len__(self) -> int:
@@ -95,7 +97,9 @@ class Neighbours:
         if not len(self._cols) or not items:
             return [None] * len(items)
         targets = np.fromiter((self._index.get(i, -1) for i in items), np.int64, len(items))
-        weights = np.where(self._cols[None, :] == targets[:, None], self._contributions, 0.0)
+        # count / (1 + pos), as the loop this replaces divided: the same ties, to the bit.
+        values = self._counts / (1 + self._positions)
+        weights = np.where(self._cols[None, :] == targets[:, None], values, 0.0)
         best = weights.argmax(axis=1)  # the first maximum: the nearest recent click
         found = weights[np.arange(len(items)), best] > 0.0
         return [
@@ -155,13 +159,14 @@ class CovisitationGraph:
     def neighbours(self, recent: Sequence[str], limit: int, weights: Sequence[float]) -> Neighbours:
         """The ``limit`` items co-visited most with ``recent`` (newest first), each
         recent click's row scaled by its entry in ``weights``."""
-        cols, contributions, sources = [], [], []
+        cols, counts, contributions, sources = [], [], [], []
         for pos, (source, weight) in enumerate(zip(recent, weights, strict=False)):
             i = self._index.get(source)
             row = self._rows[i] if i is not None else None
             if row is None:
                 continue
             cols.append(row.cols[: row.n])
+            counts.append(row.vals[: row.n])
             contributions.append(row.vals[: row.n] * weight)
             sources.append(pos)
         if not cols:
@@ -187,7 +192,7 @@ class CovisitationGraph:
             [names[c] for c in ids[order].tolist()],
             scores[order],
             col,
-            contribution,
+            np.concatenate(counts),
             positions,
             self._index,
             recent,

@@ -388,12 +388,20 @@ class RecommenderCore:
         if scored is None or version is None:
             return
         counts = np.array([len(cands[row].items) for row in rows])
-        vectors = self._candidate_vectors(scoring, np.asarray(rows, np.int64))
-        orders = mmr_batch(scored.scores, counts, vectors, self.config.top_k, self._diversity)
-        for row, order in zip(rows, orders, strict=True):
-            acc, c = accepted[row], cands[row]
-            items = [c.items[j] for j in order]
-            acc.user.show("shadow", acc.click.event.event_id, version, acc.segment, items)
+        for start in range(0, len(rows), MMR_CHUNK):  # bounded memory, as in process
+            chunk = np.asarray(rows[start : start + MMR_CHUNK], np.int64)
+            part = slice(start, start + len(chunk))
+            orders = mmr_batch(
+                scored.scores[part],
+                counts[part],
+                self._candidate_vectors(scoring, chunk),
+                self.config.top_k,
+                self._diversity,
+            )
+            for row, order in zip(chunk.tolist(), orders, strict=True):
+                acc, c = accepted[row], cands[row]
+                items = [c.items[j] for j in order]
+                acc.user.show("shadow", acc.click.event.event_id, version, acc.segment, items)
 
     @property
     def _diversity(self) -> float:
@@ -496,14 +504,17 @@ class RecommenderCore:
         recent = acc.user.recent[:10]
         shown = [c.items[i] for i in order]
         # "similar description to": the recent item whose text is nearest each shown one.
+        # One matrix-vector product per item, not one product for the list: a matrix
+        # product rounds differently, and near-ties would then name another item.
         similar: list[str | None] = [None] * len(order)
         semantic = [k for k, i in enumerate(order) if "semantic" in c.sources[i]]
         if semantic and recent:
-            sims = vectors[[order[k] for k in semantic]] @ self._vectors(recent).T
-            best = sims.argmax(axis=1)
-            for k, b, top in zip(semantic, best.tolist(), sims.max(axis=1).tolist(), strict=True):
-                if top > 0:  # an item without text (zero row) is similar to nothing
-                    similar[k] = self.catalog.title(recent[b])
+            recent_vectors = self._vectors(recent)
+            for k in semantic:
+                sims = recent_vectors @ vectors[order[k]]
+                best = int(np.argmax(sims))
+                if sims[best] > 0:  # an item without text (zero row) is similar to nothing
+                    similar[k] = self.catalog.title(recent[best])
         # "because you clicked": the recent click that led to it by co-visitation.
         covisited = [k for k, i in enumerate(order) if "covisitation" in c.sources[i]]
         anchors: list[str | None] = [None] * len(order)

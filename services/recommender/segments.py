@@ -321,11 +321,11 @@ class UserSegmenter:
         return segmenter
 
 
-def _log1p_decayed(entries: Any, now: float, decay: float) -> np.ndarray:
-    """``log1p(value * exp(-decay * (now - at)))`` over (value, at) pairs (a sequence of
-    pairs, or their flat array), as float32."""
-    if not len(entries):
+def _log1p_decayed(flat_pairs: np.ndarray, now: float, decay: float) -> np.ndarray:
+    """``log1p(value * exp(-decay * (now - at)))`` over (value, at) pairs given flat
+    (``[v0, at0, v1, at1, ...]``), as float32."""
+    if not len(flat_pairs):
         return np.zeros(0, np.float32)
-    pairs = np.asarray(entries, np.float64).reshape(-1, 2)
+    pairs = flat_pairs.reshape(-1, 2)
     decayed = pairs[:, 0] * np.exp(-decay * np.maximum(0.0, now - pairs[:, 1]))
     return np.log1p(decayed).astype(np.float32)

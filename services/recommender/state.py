@@ -202,10 +202,10 @@ class ItemStats:
         """Count a click on ``item_id`` whose user had clicked ``previous`` (newest first)."""
         self._observed += 1
         self.now = max(self.now, ts)
-        # Every decoded record brings its own copies of the ids; a co-visitation row
-        # keeping them would hold one copy per pair (a 60-byte string beside a 24-byte
-        # count): interned, all rows share one per item. The 30-minute soak's memory
-        # growth was mostly these copies (docs/RELIABILITY.md, test 15).
+        # Every decoded record brings its own copies of the ids; the popularity and
+        # trending dicts (and the co-visitation graph's id table) keep one interned copy
+        # per item instead. The 30-minute soak's memory growth was mostly such copies
+        # when co-visitation rows held strings (docs/RELIABILITY.md, test 15).
         item_id = sys.intern(item_id)
         self.popularity[item_id] += 1
         value, at = self._trend.get(item_id, (0.0, ts))

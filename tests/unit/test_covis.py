@@ -119,3 +119,17 @@ def test_rows_are_bounded_and_keep_the_largest_counts() -> None:
     assert graph.top("hub", 2) == ["n6", "n5"]
     assert graph.pairs() == 4 + 7  # and each n* row holds "hub"
     assert np.isclose(graph.neighbours(["n6"], 5, [1.0]).get("hub"), 7.0)
+
+
+def test_the_strongest_source_divides_as_the_dict_version_did() -> None:
+    # 0.6000000000000001 / 3 > 0.2, but 0.6000000000000001 * (1 / 3) == 0.2: weighted as
+    # the scores are, Z's pull on Y would tie X's and the nearer X would be named.
+    reference, stats = _DictGraph(200), ItemStats()
+    for previous in (["a", "b", "c", "d", "X"], *[["e", "f", "g", "h", "Z"]] * 3):
+        # Y clicked five clicks after X once and after Z three times: weight 1/5 each.
+        reference.observe("Y", previous)
+        stats.observe("Y", previous, 0.0)
+    recent = ["X", "W", "Z"]
+    assert stats.covis["Z"]["Y"] == 0.6000000000000001
+    assert reference.strongest_source(recent, "Y") == "Z"
+    assert stats.neighbours(recent, 10).strongest_sources(["Y"]) == ["Z"]
