@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -57,7 +57,7 @@ from services.recommender.timing import BatchTimer
 
 log = logging.getLogger(__name__)
 
-# Clicks re-ranked together (see process).
+# Clicks re-ranked together (see _mmr_orders).
 MMR_CHUNK = 32
 # A user's text vector when ranking ignores text embeddings: empty, as the feature store's
 # user row has it when no vector was computed.
@@ -213,35 +213,20 @@ class RecommenderCore:
         timer.lap("scorer_call")
         result.degraded = degraded
         now = datetime.now(UTC)
-        counts = np.array([len(c.items) for c in cands])
-        # MMR a chunk of clicks at a time: their [chunk, C, 384] candidate vectors are a few
-        # MB, where the whole batch's (256 clicks) would add ~40 MB to the worker's peak.
-        for start in range(0, len(accepted), MMR_CHUNK):
-            rows = np.arange(start, min(start + MMR_CHUNK, len(accepted)))
-            vectors = self._candidate_vectors(scoring, rows)
-            orders = mmr_batch(
-                scored.scores[rows], counts[rows], vectors, self.config.top_k, self._diversity
+        all_rows = range(len(accepted))
+        for row, order, vectors in self._mmr_orders(scoring, cands, all_rows, scored.scores):
+            acc, c = accepted[row], cands[row]
+            rec = self._recommendation(
+                acc, c, scored.scores[row], order, vectors, scored.model_version, degraded, now
             )
-            for row, order, row_vectors in zip(rows.tolist(), orders, vectors, strict=True):
-                acc, c = accepted[row], cands[row]
-                rec = self._recommendation(
-                    acc,
-                    c,
-                    scored.scores[row],
-                    order,
-                    row_vectors,
-                    scored.model_version,
-                    degraded,
-                    now,
-                )
-                result.recommendations.append(rec)
-                acc.user.show(
-                    "serving",
-                    acc.click.event.event_id,
-                    rec.model_version,
-                    acc.segment,
-                    [item.item_id for item in rec.items],
-                )
+            result.recommendations.append(rec)
+            acc.user.show(
+                "serving",
+                acc.click.event.event_id,
+                rec.model_version,
+                acc.segment,
+                [item.item_id for item in rec.items],
+            )
         timer.lap("rerank_explain")
         self._shadow_lists(accepted, cands, scoring, shadow_rows, shadow_scored, shadow_version)
         timer.lap("shadow")
@@ -387,21 +372,33 @@ class RecommenderCore:
         lists are (MMR over its scores)."""
         if scored is None or version is None:
             return
-        counts = np.array([len(cands[row].items) for row in rows])
-        for start in range(0, len(rows), MMR_CHUNK):  # bounded memory, as in process
+        for row, order, _ in self._mmr_orders(scoring, cands, rows, scored.scores):
+            acc, c = accepted[row], cands[row]
+            items = [c.items[j] for j in order]
+            acc.user.show("shadow", acc.click.event.event_id, version, acc.segment, items)
+
+    def _mmr_orders(
+        self,
+        scoring: ScoringBatch,
+        cands: list[cand.Candidates],
+        rows: Sequence[int],
+        scores: np.ndarray,
+    ) -> Iterator[tuple[int, list[int], np.ndarray]]:
+        """Each of ``rows`` (``scores[i]`` ranks ``rows[i]``'s candidates) with its MMR
+        order and its candidates' [C, D] text embeddings.
+
+        A chunk of clicks at a time: a chunk's [chunk, C, 384] vectors are a few MB, where a
+        whole batch's (256 clicks) would add ~40 MB to the worker's peak.
+        """
+        request = scoring.request
+        for start in range(0, len(rows), MMR_CHUNK):
             chunk = np.asarray(rows[start : start + MMR_CHUNK], np.int64)
             part = slice(start, start + len(chunk))
-            orders = mmr_batch(
-                scored.scores[part],
-                counts[part],
-                self._candidate_vectors(scoring, chunk),
-                self.config.top_k,
-                self._diversity,
-            )
-            for row, order in zip(chunk.tolist(), orders, strict=True):
-                acc, c = accepted[row], cands[row]
-                items = [c.items[j] for j in order]
-                acc.user.show("shadow", acc.click.event.event_id, version, acc.segment, items)
+            counts = np.array([len(cands[row].items) for row in chunk.tolist()])
+            # Zero rows when ranking ignores text; padding gets item row 0's (never chosen).
+            vectors = request.items[request.candidate_idx[chunk]]
+            orders = mmr_batch(scores[part], counts, vectors, self.config.top_k, self._diversity)
+            yield from zip(chunk.tolist(), orders, vectors, strict=True)
 
     @property
     def _diversity(self) -> float:
@@ -414,12 +411,6 @@ class RecommenderCore:
         if self.config.text_embeddings:
             return self.embeddings.vectors(items)
         return np.zeros((len(items), self.embeddings.dim), np.float32)
-
-    def _candidate_vectors(self, scoring: ScoringBatch, rows: np.ndarray) -> np.ndarray:
-        """[len(rows), C, D] text embeddings of those clicks' candidates (padding: item row
-        0's), from the request's item matrix (zero rows when ranking ignores text)."""
-        request = scoring.request
-        return request.items[request.candidate_idx[rows]]
 
     def _candidates(self, accepted: list[_Accepted]) -> list[cand.Candidates]:
         limit = self.config.max_candidates
@@ -499,8 +490,8 @@ class RecommenderCore:
     def _reasons(
         self, acc: _Accepted, c: cand.Candidates, order: list[int], vectors: np.ndarray
     ) -> list[list[str]]:
-        """The reasons of each shown candidate (``order`` indexes ``c.items``), with one
-        similarity product and one co-visitation lookup for the whole list."""
+        """The reasons of each shown candidate (``order`` indexes ``c.items``; ``vectors``
+        are the candidates' text embeddings), with one co-visitation lookup for the list."""
         recent = acc.user.recent[:10]
         shown = [c.items[i] for i in order]
         # "similar description to": the recent item whose text is nearest each shown one.
