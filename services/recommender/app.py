@@ -34,8 +34,9 @@ from services.contract.events import (
 )
 from services.features.store import OnlineFeatureStore
 from services.kafka.async_producer import AsyncProducer
+from services.recommender.ackgate import AckGate
 from services.recommender.catalog import Catalog, CatalogUpdater
-from services.recommender.continuity import OffsetContinuity, SkippedMessages
+from services.recommender.continuity import OffsetContinuity
 from services.recommender.embeddings import EmbeddingIndex
 from services.recommender.encoder import ItemEncoder
 from services.recommender.feed import FeedSharedState
@@ -123,6 +124,8 @@ def create_app(
     )
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms
     app.kafka_settings = kafka
+    # Only batches the agents finished are committed, whatever else Faust acks (ackgate.py).
+    gate = app.ack_gate = AckGate([CLICKS, ITEMS])
 
     # Raw bytes both ways: our codec validates and serialises, so a bad message
     # reaches the agent (and the DLQ) instead of failing inside Faust's decoder.
@@ -212,20 +215,6 @@ def create_app(
     reject_unknown = settings.unknown_items == "dead-letter"
     continuity = OffsetContinuity()
 
-    def check_continuity(events: list[Any]) -> None:
-        """Stop before handling a batch that follows skipped messages: nothing of it is
-        answered or acknowledged, and the restarted worker reads on from the committed
-        offset, in order (services/recommender/continuity.py)."""
-        for event in events:
-            msg = event.message
-            skipped = continuity.check(msg.tp, msg.offset)
-            if skipped is not None:
-                raise SkippedMessages(
-                    f"{msg.topic}[{msg.partition}]: got offset {msg.offset} while "
-                    f"{skipped} was next; the consumer skipped messages. Exiting so the "
-                    "worker restarts from the committed offset and reads them."
-                )
-
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def _forget_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
         # Sent as on_partitions_revoked.send(revoked): (app, revoked, signal=...).
@@ -250,7 +239,8 @@ def create_app(
             batch: list[Click] = []
             # Each click's Kafka timestamp, for the click-to-recommendation histogram.
             kafka_ts: dict[str, float | None] = {}
-            check_continuity(events)
+            # Nothing of a batch that follows skipped messages is handled or acknowledged.
+            continuity.check_batch(events)
             for event in events:
                 msg = event.message
                 try:
@@ -302,6 +292,7 @@ def create_app(
             metrics.duplicates += len(result.duplicates)
             metrics.degraded += len(result.recommendations) if result.degraded else 0
             metrics.batches += 1
+            gate.handled(events)
             yield None
 
     @app.agent(items_topic, supervisor_strategy=CrashingSupervisor)
@@ -309,7 +300,8 @@ def create_app(
         async for events in stream.take_events(settings.batch_max, within=within):
             pending: list[Awaitable[Any]] = []
             items = []
-            check_continuity(events)
+            # Nothing of a batch that follows skipped messages is handled or acknowledged.
+            continuity.check_batch(events)
             for event in events:
                 try:
                     item = codec.decode_item(event.value, max_bytes=settings.max_value_bytes)
@@ -324,6 +316,7 @@ def create_app(
             await updater.apply(items)
             metrics.items += len(items)
             await asyncio.gather(*pending)
+            gate.handled(events)
             yield None
 
     @app.timer(interval=settings.encoder_retry_s)
@@ -385,6 +378,8 @@ def create_app(
                 "users_in_memory": len(users.data),
                 "feed": shared.status(),
                 "changelog_resets": _changelog_resets(),
+                # Acks of messages no agent finished, kept from the commit (ackgate.py).
+                "acks_refused": gate.refused,
                 "feature_store": core.store_outage.to_json(),
                 **asdict(metrics),
             },

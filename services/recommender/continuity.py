@@ -18,11 +18,17 @@ skipped clicks after later ones, and Faust's commit bookkeeping did not recover 
 Only a jump within one run of a partition counts (the first message after an assignment
 is not checked). A gap of one offset is allowed: a transactional producer's commit marker
 takes one.
+
+The refused batch stays unacknowledged on the way out, and the skipped offsets
+uncommitted, only because the worker commits nothing its agents did not finish
+(ackgate.py): Faust itself acks the refused batch when it abandons it, and counts the
+skipped offsets as done once anything after them is acked.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Sequence
+from typing import Any
 
 
 class SkippedMessages(RuntimeError):
@@ -44,6 +50,19 @@ class OffsetContinuity:
         # Backwards (a seek, a redelivery) is followed.
         self._next[tp] = offset + 1
         return None
+
+    def check_batch(self, events: Sequence[Any]) -> None:
+        """Raise :class:`SkippedMessages` if any event of the batch follows skipped
+        messages of its partition."""
+        for event in events:
+            msg = event.message
+            skipped = self.check(msg.tp, msg.offset)
+            if skipped is not None:
+                raise SkippedMessages(
+                    f"{msg.topic}[{msg.partition}]: got offset {msg.offset} while "
+                    f"{skipped} was next; the consumer skipped messages. Exiting so the "
+                    "worker restarts from the committed offset and reads them."
+                )
 
     def forget(self, partitions: Iterable[Hashable]) -> None:
         """Partitions revoked: their next run starts wherever the group committed."""

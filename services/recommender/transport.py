@@ -29,6 +29,7 @@ from faust.types import TP
 
 from services.kafka.io import end_offsets
 from services.kafka.settings import KafkaSettings
+from services.recommender.ackgate import AckGate
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,23 @@ class _Consumer(driver.Consumer):
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    def ack(self, message: Any) -> bool:
+        # Only what an agent finished is committed (ackgate.py).
+        gate: AckGate | None = getattr(self.app, "ack_gate", None)
+        if gate is None or gate.allows(message):
+            return bool(super().ack(message))
+        if not message.acked:
+            # Let go, so a shutdown does not wait for it; the offset is never recorded.
+            message.acked = True
+            gate.refused += 1
+            log.debug(
+                "ack refused for %s[%d]@%d: not handled",
+                message.topic,
+                message.partition,
+                message.offset,
+            )
+        return False
+
 
 class Transport(driver.Transport):
     Consumer = _Consumer
@@ -85,6 +103,8 @@ class App(faust.App):
     fetch_max_wait_ms: int = DEFAULT_FETCH_MAX_WAIT_MS
     # How to reach the broker with confluent-kafka (changelog ends); None skips that check.
     kafka_settings: KafkaSettings | None = None
+    # Which acks may be committed (ackgate.py); None lets every ack through, as Faust does.
+    ack_gate: AckGate | None = None
 
     def _new_transport(self) -> Any:
         return Transport(self.conf.broker_consumer, self)
