@@ -58,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     encoder = TritonItemEncoder(
         settings.triton_url, settings.encoder_model, settings.encoder_timeout_s
     )
+    if settings.gc_freeze:
+        from services.recommender.gcpause import freeze
+
+        # Modules and clients are loaded: out of every full collection's walk (gcpause.py).
+        # Before the app, whose pause histogram would count this one-off collection.
+        freeze("startup")
     app = create_app(settings, scorer=scorer, features=features, encoder=encoder, shadow=shadow)
     # Faust parses its own command line; hand it the worker command only.
     sys.argv = [sys.argv[0], "worker", "--loglevel", settings.log_level]

@@ -41,6 +41,8 @@ from services.recommender.embeddings import EmbeddingIndex
 from services.recommender.encoder import ItemEncoder
 from services.recommender.feed import FeedSharedState
 from services.recommender.feed_reader import FeedReader
+from services.recommender.gcpause import GcPauses
+from services.recommender.gcpause import freeze as gc_freeze
 from services.recommender.memory import MemoryReport
 from services.recommender.metrics import (
     CONTENT_TYPE,
@@ -191,6 +193,7 @@ def create_app(
         )
 
     exporter = WorkerExporter(metrics, gauges, ConsumerLag(FaustOffsets(app)))
+    gc_pauses = GcPauses(exporter.registry).install()
     app.streamrec_core = core  # type: ignore[attr-defined]  # for tests and the health page
     app.streamrec_metrics = metrics  # type: ignore[attr-defined]
     app.streamrec_stage_times = stage_times  # type: ignore[attr-defined]
@@ -231,6 +234,10 @@ def create_app(
                 waited = True
                 if not await shared.catch_up(settings.feed_catchup_timeout_s):
                     log.warning("feed not caught up after %.0fs", settings.feed_catchup_timeout_s)
+                if settings.gc_freeze:
+                    # The recovered and shared state is long-lived: out of the full
+                    # collections' walk, which would stall batches for it (gcpause.py).
+                    gc_freeze("first batch, shared state read")
             received = time.monotonic()
             # The catalog as far as the feed has gone, for the unknown-item check below.
             shared.sync()
@@ -342,6 +349,7 @@ def create_app(
         # Whatever is still queued belongs to batches not yet acknowledged: they will be
         # consumed again, so a short flush is a courtesy, not a guarantee.
         out.close(timeout=2.0)
+        gc_pauses.uninstall()
 
     @app.timer(interval=settings.feed_sync_ms / 1000.0)
     async def apply_feed() -> None:
@@ -378,6 +386,7 @@ def create_app(
                 "users_in_memory": len(users.data),
                 "feed": shared.status(),
                 "changelog_resets": _changelog_resets(),
+                "gc": gc_pauses.to_json(),
                 # Acks of messages no agent finished, kept from the commit (ackgate.py).
                 "acks_refused": gate.refused,
                 "feature_store": core.store_outage.to_json(),

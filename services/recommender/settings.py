@@ -76,6 +76,11 @@ class WorkerSettings(BaseSettings):
     )
     batch_max: int = Field(default=256, description="clicks per micro-batch at most")
     batch_ms: float = Field(default=10.0, description="wait at most this long to fill a batch")
+    gc_freeze: bool = Field(
+        default=True,
+        description="keep the startup and recovered state out of full garbage collections, "
+        "which otherwise stall every click in flight (services/recommender/gcpause.py)",
+    )
     top_k: int = Field(default=10, description="items per recommendation")
     max_candidates: int = Field(default=100, description="candidates the scorer ranks per click")
     recent_items: int = Field(default=50, description="recent items kept per user")

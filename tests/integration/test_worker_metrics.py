@@ -188,6 +188,13 @@ def test_metrics_count_exactly_what_the_worker_did(stack, unique) -> None:  # ty
     assert total(after, "streamrec_catalog_items") >= len(items)
     assert total(after, "streamrec_users_in_memory") >= len({c.user_id for c in clicks})
 
+    # Garbage collections are timed; the startup heap and the state read at the first
+    # batch are frozen out of them (gcpause.py): a few hundred thousand objects.
+    assert total(after, "streamrec_gc_pause_seconds_count", generation="0") > 0
+    gc_now = health(stack)["gc"]
+    assert gc_now["frozen_objects"] > 100_000, gc_now
+    assert gc_now["collections"][0] > 0
+
 
 def test_lag_gauges_cover_the_assigned_partitions_and_drain_to_zero(stack, unique) -> None:  # type: ignore[no-untyped-def]
     kafka = KafkaSettings(bootstrap=stack.bootstrap)

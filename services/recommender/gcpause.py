@@ -1,0 +1,91 @@
+"""Python's garbage collector in the worker: the startup heap frozen, pauses measured.
+
+A full (generation 2) collection walks every container object the process holds. The
+worker's imports alone (Feast, pandas, pyarrow, river, Faust, tritonclient) leave
+~370,000 of them, and one full collection took ~120 ms here: a stall of every click in
+flight, at the worker's own p99 (docs/BENCHMARKS.md). Those objects live as long as the
+process, so walking them finds nothing. :func:`freeze` moves everything alive into the
+permanent generation, which collections skip: the worker calls it before it starts, and
+again once its first batch has found the shared state caught up (catalog, embeddings,
+co-visitation and the recovered users are then in memory). Later garbage is collected
+as before; what is frozen is never freed, which is what long-lived state wants anyway.
+
+:class:`GcPauses` times every collection through ``gc.callbacks`` into
+``streamrec_gc_pause_seconds{generation}``, so a pause shows as what it is rather than as
+unexplained batch latency.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Histogram
+
+log = logging.getLogger(__name__)
+
+# From tens of microseconds (a young collection) to the ~100 ms of a full one.
+PAUSE_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+def freeze(reason: str) -> int:
+    """Move every object alive now out of the collector's reach; returns how many are
+    frozen in all. A collection first, so the garbage lying about is not kept forever."""
+    started = time.perf_counter()
+    gc.collect()
+    gc.freeze()
+    frozen = gc.get_freeze_count()
+    log.info(
+        "gc: %d objects frozen (%s) in %.0f ms",
+        frozen,
+        reason,
+        (time.perf_counter() - started) * 1000,
+    )
+    return frozen
+
+
+class GcPauses:
+    """Times each collection; ``install`` hooks it into ``gc.callbacks``."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.histogram = Histogram(
+            "streamrec_gc_pause_seconds",
+            "Time the worker stood still in one garbage collection, by generation.",
+            ["generation"],
+            buckets=PAUSE_BUCKETS,
+            registry=registry,
+        )
+        self._children = [self.histogram.labels(generation=str(g)) for g in range(3)]
+        self.count = [0, 0, 0]
+        self.max_s = [0.0, 0.0, 0.0]
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        took = time.perf_counter() - self._started
+        generation = info["generation"]
+        self.count[generation] += 1
+        self.max_s[generation] = max(self.max_s[generation], took)
+        self._children[generation].observe(took)
+
+    def install(self) -> GcPauses:
+        if self not in gc.callbacks:
+            gc.callbacks.append(self)
+        return self
+
+    def uninstall(self) -> None:
+        if self in gc.callbacks:
+            gc.callbacks.remove(self)
+
+    def to_json(self) -> dict[str, Any]:
+        """For /healthz: collections and the longest pause per generation, and how many
+        objects are frozen."""
+        return {
+            "collections": list(self.count),
+            "max_pause_ms": [round(s * 1000, 1) for s in self.max_s],
+            "frozen_objects": gc.get_freeze_count(),
+        }
