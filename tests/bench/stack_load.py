@@ -228,6 +228,19 @@ def stage_summary(settings: StackSettings) -> dict[str, Any]:
         return {}
 
 
+def gc_summary(settings: StackSettings) -> dict[str, Any]:
+    """The worker's garbage-collector figures from /healthz (collections per generation,
+    longest pause, frozen objects; services/recommender/gcpause.py), or {} if absent."""
+    import httpx
+
+    try:
+        url = f"http://{settings.host}:{settings.worker_web_port}/healthz"
+        result: dict[str, Any] = httpx.get(url, timeout=5).json().get("gc") or {}
+        return result
+    except (httpx.HTTPError, ValueError):
+        return {}
+
+
 def median_spread(rows: list[dict[str, Any]], key: str, fmt: str = ",.0f") -> str:
     values = [r[key] for r in rows if key in r]
     if not values:
@@ -246,6 +259,7 @@ def measured(
 ) -> dict[str, Any]:
     """One StreamRec run with CPU-seconds per 1,000 clicks and the per-stage times."""
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    gc_before = gc_summary(settings).get("collections")
     # Over capacity the backlog drains at the sustained rate (~300/s on 2 cores): wait
     # for it rather than count queued clicks as lost.
     run = timed_stream(
@@ -261,6 +275,12 @@ def measured(
     row["cpu_s_per_1k"] = {name: round(sec * per_k, 3) for name, sec in spent.items()}
     row["cpu_s_per_1k_total"] = round(sum(spent.values()) * per_k, 3)
     row["stages"] = stage_summary(settings)
+    gc_after = gc_summary(settings)
+    if gc_before and gc_after.get("collections"):
+        # Collections per generation during the run; a full one (2) pauses every click
+        # in flight.
+        after = gc_after["collections"]
+        row["gc_collections"] = [a - b for a, b in zip(after, gc_before, strict=True)]
     return row
 
 
@@ -330,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
             results["flat"].append(f)
             print(f"  flat out {f}", flush=True)
         peaks = {name: round(peak_rss_mib(pid), 1) for name, pid in pids.items()}
+        gc_end = gc_summary(settings)
     finally:
         if echo is not None:
             echo.terminate()
@@ -375,11 +396,19 @@ def main(argv: list[str] | None = None) -> int:
         batch = f"{statistics.median(sizes):.0f}" if sizes else "–"
         print(f"| {label} | " + " | ".join(cells) + f" | {batch} |")
     print(f"\npeak resident memory (VmHWM), MiB: {peaks}")
+    print(
+        f"worker garbage collector since start (collections per generation 0/1/2, longest "
+        f"pause ms per generation, frozen objects): {gc_end}"
+    )
     lost = sum(int(r["sent"] - r["received"]) for rows in results.values() for r in rows)
     print(f"lost or unanswered: {lost}")
     if args.out:
         with open(args.out, "w") as fh:
-            json.dump({"args": vars(args), "results": results, "peak_rss_mib": peaks}, fh, indent=2)
+            json.dump(
+                {"args": vars(args), "results": results, "peak_rss_mib": peaks, "gc": gc_end},
+                fh,
+                indent=2,
+            )
     return 0 if lost == 0 else 1
 
 
