@@ -2,8 +2,8 @@
 
 A full (generation 2) collection walks every container object the process holds. The
 worker's imports alone (Feast, pandas, pyarrow, river, Faust, tritonclient) leave
-~370,000 of them, and one full collection took ~120 ms here: a stall of every click in
-flight, at the worker's own p99 (docs/BENCHMARKS.md). Those objects live as long as the
+~384,000 of them, and one full collection took 180-256 ms in the stack benchmark: a stall
+of every click in flight (docs/BENCHMARKS.md, session 13). Those objects live as long as the
 process, so walking them finds nothing. :func:`freeze` moves everything alive into the
 permanent generation, which collections skip: the worker calls it before it starts, and
 again once its first batch has found the shared state caught up (catalog, embeddings,
@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry, Histogram
 
 log = logging.getLogger(__name__)
 
-# From tens of microseconds (a young collection) to the ~100 ms of a full one.
+# From tens of microseconds (a young collection) to the ~200 ms of an unfrozen full one.
 PAUSE_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
