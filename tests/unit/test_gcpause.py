@@ -30,7 +30,11 @@ def test_freeze_takes_what_is_alive_out_of_the_collectors_walk() -> None:
     before = gc.get_freeze_count()
     kept = [[i] for i in range(1000)]  # containers: tracked by the collector
     try:
-        assert freeze("test") >= before + len(kept)
+        frozen = freeze("test")
+        assert frozen >= before + len(kept)
+        assert GcPauses(CollectorRegistry()).to_json()["frozen_objects"] == frozen, (
+            "/healthz reports the count freeze() left, without walking the heap again"
+        )
         tracked = {id(o) for o in gc.get_objects()}
         assert id(kept[0]) not in tracked, "frozen objects are not in any generation"
     finally:
