@@ -234,6 +234,20 @@ def test_lag_gauges_cover_the_assigned_partitions_and_drain_to_zero(stack, uniqu
     )
     assert total(last, "streamrec_consumer_lag_errors_total") == 0
 
+    # /consumer, for a stalled partition's diagnosis, agrees: each clicks partition the
+    # worker holds is fetched up to its end and committed there.
+    report = get(f"{worker_url(stack)}/consumer").json()
+    rows = {
+        tuple(name.split(":")): row
+        for name, row in report["assigned"].items()
+        if name.startswith(CLICKS)
+    }
+    assert set(rows) == assigned, report
+    for tp, row in rows.items():
+        assert row["active"] and not row["paused"], (tp, row)
+        assert row["position"] == row["highwater"] == row["committed"], (tp, row)
+    assert isinstance(report["generation"], int) and report["member_id"], report
+
 
 def test_triton_serves_the_metrics_the_dashboard_reads(stack) -> None:  # type: ignore[no-untyped-def]
     dashboard = json.loads((DASHBOARD / "streamrec.json").read_text(encoding="utf-8"))
