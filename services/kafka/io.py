@@ -198,6 +198,38 @@ def end_offsets(
         c.close()
 
 
+def first_offset_from(
+    settings: KafkaSettings, topic: str, partition: int, offset: int, timeout: float = 10.0
+) -> int | None:
+    """The offset of the first record the broker hands a reader that starts at ``offset``
+    of ``topic[partition]``: ``offset`` itself if the broker holds it; later if the
+    offsets between hold no record a reader is given (expired by retention, compacted
+    away, an aborted transaction's, a transaction marker); None if nothing comes within
+    ``timeout`` (past the end, or the broker did not answer).
+
+    An offset past the log's start that a reader is not given was skipped by it, not
+    lost by the broker: that is what the worker's continuity check asks
+    (services/recommender/continuity.py).
+    """
+    # Out of range (below the log's start): librdkafka restarts from the earliest offset.
+    c = consumer(settings, None, **{"auto.offset.reset": "earliest"})
+    try:
+        c.assign([TopicPartition(topic, partition, offset)])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = c.poll(0.2)
+            if msg is None:
+                continue
+            err = msg.error()
+            if err is None:
+                return msg.offset()
+            if err.fatal():
+                raise KafkaException(err)
+        return None
+    finally:
+        c.close()
+
+
 def rewind_replaced(
     c: Consumer, next_offsets: MutableMapping[tuple[str, int], int]
 ) -> list[tuple[str, int]]:

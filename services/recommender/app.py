@@ -15,6 +15,7 @@ applied the feeds as they were when it started.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable
@@ -34,8 +35,10 @@ from services.contract.events import (
 )
 from services.features.store import OnlineFeatureStore
 from services.kafka.async_producer import AsyncProducer
+from services.kafka.io import first_offset_from
 from services.recommender.ackgate import AckGate
 from services.recommender.catalog import Catalog, CatalogUpdater
+from services.recommender.consumer_report import consumer_report
 from services.recommender.continuity import OffsetContinuity
 from services.recommender.embeddings import EmbeddingIndex
 from services.recommender.encoder import ItemEncoder
@@ -125,6 +128,7 @@ def create_app(
         TableManager=TableManager,
     )
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms
+    app.stop_timeout_s = settings.stop_timeout_s
     app.kafka_settings = kafka
     # Only batches the agents finished are committed, whatever else Faust acks (ackgate.py).
     gate = app.ack_gate = AckGate([CLICKS, ITEMS])
@@ -216,7 +220,19 @@ def create_app(
         return await out.send(dlq[msg.topic], event.key, codec.encode(record))
 
     reject_unknown = settings.unknown_items == "dead-letter"
-    continuity = OffsetContinuity()
+
+    def _committed(tp: Any) -> int | None:
+        # Where a partition's run must start (continuity.py); Faust's own consumer, in
+        # tests that build the app without ours, is not checked.
+        known = getattr(app.consumer, "committed_offset", None)
+        return known(tp) if known is not None else None
+
+    async def _first_held(topic: str, partition: int, offset: int) -> int | None:
+        return await asyncio.get_running_loop().run_in_executor(
+            None, first_offset_from, kafka, topic, partition, offset
+        )
+
+    continuity = OffsetContinuity(start=_committed)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def _forget_revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
@@ -247,7 +263,7 @@ def create_app(
             # Each click's Kafka timestamp, for the click-to-recommendation histogram.
             kafka_ts: dict[str, float | None] = {}
             # Nothing of a batch that follows skipped messages is handled or acknowledged.
-            continuity.check_batch(events)
+            await continuity.verify_batch(events, _first_held)
             for event in events:
                 msg = event.message
                 try:
@@ -308,7 +324,7 @@ def create_app(
             pending: list[Awaitable[Any]] = []
             items = []
             # Nothing of a batch that follows skipped messages is handled or acknowledged.
-            continuity.check_batch(events)
+            await continuity.verify_batch(events, _first_held)
             for event in events:
                 try:
                     item = codec.decode_item(event.value, max_bytes=settings.max_value_bytes)
@@ -394,6 +410,17 @@ def create_app(
             },
             status=200 if ready else 503,
         )
+
+    @app.page("/consumer")
+    async def consumer_page(web: Any, request: Any) -> Any:
+        """The consumer's per-partition state (services/recommender/consumer_report.py)."""
+        return web.json(consumer_report(app))
+
+    if settings.consumer_log_s > 0:
+
+        @app.timer(interval=settings.consumer_log_s)
+        async def log_consumer() -> None:
+            log.info("consumer: %s", json.dumps(consumer_report(app, gate.topics)))
 
     @app.page("/metrics")
     async def prometheus_metrics(web: Any, request: Any) -> Any:

@@ -104,6 +104,25 @@ class WorkerSettings(BaseSettings):
     # /memory page lists where its Python heap grew (the soak's diagnosis, RELIABILITY.md).
     # glibc keeps freed pages in the middle of its heaps resident; the soak's workers grew
     # ~20 MiB each that way in 30 minutes (RELIABILITY.md, test 15).
+    stop_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "a worker whose stop (a signal, or an agent that stopped) has not finished after "
+            "this many seconds logs every thread's stack and exits with status 70, so the "
+            "stack's supervisor restarts it; unfinished batches were not committed and are "
+            "read again"
+        ),
+    )
+    consumer_log_s: float = Field(
+        default=0.0,
+        ge=0,
+        description=(
+            "every this many seconds log the Kafka consumer's per-partition state (Faust's "
+            "read and committed offsets, aiokafka's fetch position and highwater; 0: never), "
+            "to diagnose a partition whose lag does not drain; /consumer shows it on demand"
+        ),
+    )
     malloc_trim_s: float = Field(
         default=60.0,
         ge=0,

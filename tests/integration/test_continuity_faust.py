@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from services.kafka.admin import ensure_topics
 from services.kafka.lag import consumer_lag
@@ -43,11 +43,7 @@ def handled_prefixes(lines: list[str]) -> dict[int, int]:
     return ends
 
 
-def test_a_skip_stops_the_worker_and_commits_nothing_it_did_not_handle(
-    infra, unique, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
-    kafka = KafkaSettings(bootstrap=infra.kafka_bootstrap)
-    topic = f"skip-{unique}"
+def _produce(kafka: KafkaSettings, topic: str) -> None:
     ensure_topics(kafka, 2, [topic])
     # One record per record batch: a broker hands a fetch whole batches, and the worker's
     # small fetches must stop short of the offset its seek jumps to.
@@ -59,6 +55,11 @@ def test_a_skip_stops_the_worker_and_commits_nothing_it_did_not_handle(
             producer.produce(topic, f"{partition}-{i}".encode(), b"k", partition=partition)
     assert producer.flush(30) == 0
 
+
+def _run_worker(
+    kafka: KafkaSettings, topic: str, tmp_path: Path, **extra: str
+) -> tuple[str, int, list[str]]:
+    """Run the skip worker to its exit: (its log, its exit code, its handled lines)."""
     handled = tmp_path / "handled.txt"
     env = dict(
         os.environ,
@@ -68,6 +69,7 @@ def test_a_skip_stops_the_worker_and_commits_nothing_it_did_not_handle(
         SKIP_JUMP_TO=str(JUMP_TO),
         SKIP_DATADIR=str(tmp_path / "data"),
         SKIP_WEB_PORT=str(free_port()),
+        **extra,
     )
     try:
         run = subprocess.run(
@@ -81,10 +83,20 @@ def test_a_skip_stops_the_worker_and_commits_nothing_it_did_not_handle(
         pytest.fail(f"the worker did not stop on the skip: {str(exc.stderr)[-3000:]}")
     log = run.stdout + run.stderr
     (tmp_path / "worker.log").write_text(log)
+    lines = handled.read_text().split("\n")[:-1] if handled.exists() else []
+    return log, run.returncode, lines
+
+
+def test_a_skip_stops_the_worker_and_commits_nothing_it_did_not_handle(
+    infra, unique, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    kafka = KafkaSettings(bootstrap=infra.kafka_bootstrap)
+    topic = f"skip-{unique}"
+    _produce(kafka, topic)
+    log, returncode, lines = _run_worker(kafka, topic, tmp_path)
 
     assert "the consumer skipped messages" in log, log[-3000:]
-    assert run.returncode != 0, "a worker that stops on skipped messages must exit non-zero"
-    lines = handled.read_text().split("\n")[:-1] if handled.exists() else []
+    assert returncode != 0, "a worker that stops on skipped messages must exit non-zero"
     assert lines, "the worker handled no batch before the jump"
     done = handled_prefixes(lines)
     assert done[0] < JUMP_TO, "the jump must skip offsets never handled"
@@ -98,3 +110,35 @@ def test_a_skip_stops_the_worker_and_commits_nothing_it_did_not_handle(
             f"offsets < {done[partition]} without a hole"
         )
     assert any(committed.values()), "the batches handled before the jump were committed"
+
+
+def test_a_run_that_starts_past_the_committed_offset_stops_and_commits_nothing(
+    infra, unique, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Session 15's CI loss: a restarted worker's first messages on a partition came from
+    past the group's committed offset. Faust counts the offsets between as a gap done once
+    anything after it is acked; the continuity check's start offset must stop the worker.
+    """
+    kafka = KafkaSettings(bootstrap=infra.kafka_bootstrap)
+    topic = f"skip-{unique}"
+    _produce(kafka, topic)
+    committed_at = 50
+    group = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": f"skip-{topic}"})
+    try:
+        group.commit(offsets=[TopicPartition(topic, 0, committed_at)], asynchronous=False)
+    finally:
+        group.close()
+
+    log, returncode, lines = _run_worker(kafka, topic, tmp_path, SKIP_AT_START="1")
+
+    assert f"got offset {JUMP_TO} while {committed_at} was next" in log, log[-3000:]
+    assert "(the broker gave offset 50 from there)" in log, log[-3000:]
+    assert returncode != 0, "a worker that stops on skipped messages must exit non-zero"
+    assert not any(line.startswith("0 ") for line in lines), "partition 0 handled past the jump"
+    committed = {p.partition: p.committed for p in consumer_lag(kafka, f"skip-{topic}", [topic])}
+    assert committed[0] == committed_at, (
+        f"partition 0 committed {committed[0]}: offsets {committed_at}..{JUMP_TO - 1} were "
+        "never handed to the worker"
+    )
+    done = handled_prefixes(lines)
+    assert (committed[1] or 0) <= done[1], "partition 1 committed past what it handled"

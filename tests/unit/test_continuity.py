@@ -69,3 +69,75 @@ def test_a_skip_raises_before_any_event_is_recorded_past_it() -> None:
     jumped[0].message.tp, jumped[0].message.partition = "p0", 0  # type: ignore[attr-defined]
     with pytest.raises(SkippedMessages, match=r"clicks\[0\]: got offset 40 while 12 was next"):
         seen.check_batch(jumped)
+
+
+def test_a_run_starts_at_the_committed_offset_when_there_is_one() -> None:
+    # Session 15: a restarted worker's first messages on a partition came from past the
+    # group's committed offset; unchecked, Faust committed past clicks nobody answered.
+    committed = {"p0": 594, "p1": None}
+    seen = OffsetContinuity(start=committed.get)
+    assert seen.check("p0", 826) == 594, "the first message of a run is checked too"
+    assert seen.check("p0", 595) is None, "a transaction marker at the committed offset"
+    assert seen.check("p1", 826) is None, "no commit yet: wherever auto_offset_reset starts"
+    seen.forget(["p0"])
+    committed["p0"] = 900
+    assert seen.check("p0", 900) is None, "a new run checks against the new commit"
+
+
+def _events(tp: str, partition: int, offsets: list[int]) -> list[_Event]:
+    events = [_Event(_Msg("clicks", o)) for o in offsets]
+    for e in events:
+        e.message.tp, e.message.partition = tp, partition  # type: ignore[attr-defined]
+    return events
+
+
+def test_a_jump_over_offsets_the_broker_still_holds_stops_the_batch() -> None:
+    import asyncio
+
+    import pytest
+
+    from services.recommender.continuity import SkippedMessages
+
+    asked: list[tuple[str, int, int]] = []
+
+    async def holds_them(topic: str, partition: int, offset: int) -> int | None:
+        asked.append((topic, partition, offset))
+        return offset
+
+    seen = OffsetContinuity(start={"p2": 594}.get)
+    with pytest.raises(
+        SkippedMessages, match=r"got offset 826 while 594 was next.*gave offset 594"
+    ):
+        asyncio.run(seen.verify_batch(_events("p2", 2, [826, 827]), holds_them))
+    assert asked == [("clicks", 2, 594)]
+    assert seen.check("p2", 594) is None, "nothing of the refused batch was recorded"
+
+
+def test_a_jump_over_offsets_the_broker_no_longer_holds_goes_on() -> None:
+    import asyncio
+
+    async def expired(topic: str, partition: int, offset: int) -> int | None:
+        return 826  # retention deleted 594..825 while the worker was down
+
+    seen = OffsetContinuity(start={"p2": 594}.get)
+    asyncio.run(seen.verify_batch(_events("p2", 2, [826, 827, 828]), expired))
+    assert seen.check("p2", 829) is None, "the run goes on from the first record held"
+
+
+def test_a_broker_that_cannot_say_counts_as_a_skip() -> None:
+    import asyncio
+
+    import pytest
+
+    from services.recommender.continuity import SkippedMessages
+
+    async def silent(topic: str, partition: int, offset: int) -> int | None:
+        return None
+
+    async def down(topic: str, partition: int, offset: int) -> int | None:
+        raise RuntimeError("broker down")
+
+    for first_held in (silent, down):
+        seen = OffsetContinuity(start={"p2": 594}.get)
+        with pytest.raises(SkippedMessages, match="gave nothing from there"):
+            asyncio.run(seen.verify_batch(_events("p2", 2, [826]), first_held))
