@@ -21,6 +21,8 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 from faust.tables import TableManager as FaustTableManager
 from faust.tables.recovery import Recovery as FaustRecovery
@@ -71,6 +73,22 @@ class Recovery(FaustRecovery):
                 destination[tp] = -1
                 self.resets += 1
         await super()._build_offsets(consumer, tps, destination, title)
+
+    # Both ways Faust ends a recovery resume the stream partitions before they are sought
+    # to the committed offsets and before the streams' buffers are cleared; the worker's
+    # consumer holds them back until the flow resumes (transport.py, resume_after_flow).
+    async def _resume_streams(self, generation_id: int = 0) -> None:
+        with _resume_after_flow(self.app.consumer):
+            await super()._resume_streams(generation_id)
+
+    async def on_recovery_completed(self, generation_id: int = 0) -> None:
+        with _resume_after_flow(self.app.consumer):
+            await super().on_recovery_completed(generation_id)
+
+
+def _resume_after_flow(consumer: Any) -> AbstractContextManager[None]:
+    hold = getattr(consumer, "resume_after_flow", None)
+    return hold() if hold is not None else nullcontext()
 
 
 class TableManager(FaustTableManager):
