@@ -27,11 +27,8 @@ def consumer_report(app: Any, topics: frozenset[str] | None = None) -> dict[str,
         return {"assigned": {}}
     thread = getattr(consumer, "_thread", None)
     aio = getattr(thread, "_consumer", None)
-    state = None
-    subscription = getattr(aio, "_subscription", None)
-    assignment_state = getattr(getattr(subscription, "subscription", None), "assignment", None)
-    if assignment_state is not None:
-        state = assignment_state
+    subscription = getattr(getattr(aio, "_subscription", None), "subscription", None)
+    state = getattr(subscription, "assignment", None)  # aiokafka's per-partition fetch state
     coordinator = getattr(aio, "_coordinator", None)
     active = (
         consumer._get_active_partitions() if hasattr(consumer, "_get_active_partitions") else set()

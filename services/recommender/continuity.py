@@ -81,17 +81,9 @@ class OffsetContinuity:
         """Go on from ``offset``: the offsets before it that were expected hold nothing."""
         self._next[tp] = offset + 1
 
-    def check_batch(self, events: Sequence[Any]) -> None:
-        """Raise :class:`SkippedMessages` if any event of the batch follows skipped
-        messages of its partition (every jump counts; see :meth:`verify_batch`)."""
-        for event in events:
-            msg = event.message
-            skipped = self.check(msg.tp, msg.offset)
-            if skipped is not None:
-                raise SkippedMessages(_skipped(msg, skipped))
-
     async def verify_batch(self, events: Sequence[Any], first_held: FirstHeld) -> None:
-        """:meth:`check_batch`, but a jump over offsets that hold no record a reader is
+        """Raise :class:`SkippedMessages` if any event of the batch follows skipped
+        messages of its partition. A jump over offsets that hold no record a reader is
         given (``first_held`` asks the broker) is logged and followed, not a skip."""
         for event in events:
             msg = event.message

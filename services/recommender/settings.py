@@ -100,10 +100,6 @@ class WorkerSettings(BaseSettings):
         ),
     )
     log_level: str = Field(default="info", description="the worker's log level")
-    # Off by default: tracing every allocation costs CPU and memory. On, the worker's
-    # /memory page lists where its Python heap grew (the soak's diagnosis, RELIABILITY.md).
-    # glibc keeps freed pages in the middle of its heaps resident; the soak's workers grew
-    # ~20 MiB each that way in 30 minutes (RELIABILITY.md, test 15).
     stop_timeout_s: float = Field(
         default=30.0,
         gt=0,
@@ -123,6 +119,10 @@ class WorkerSettings(BaseSettings):
             "to diagnose a partition whose lag does not drain; /consumer shows it on demand"
         ),
     )
+    # Off by default: tracing every allocation costs CPU and memory. On, the worker's
+    # /memory page lists where its Python heap grew (the soak's diagnosis, RELIABILITY.md).
+    # glibc keeps freed pages in the middle of its heaps resident; the soak's workers grew
+    # ~20 MiB each that way in 30 minutes (RELIABILITY.md, test 15).
     malloc_trim_s: float = Field(
         default=60.0,
         ge=0,
