@@ -91,8 +91,9 @@ class _Consumer(driver.Consumer):
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
-    # Partitions resumed while a recovery finishes, held back until the flow resumes.
-    _deferred_resume: set[TP] | None = None
+    # The rebalance generation whose recovery is finishing, and the partitions it resumed,
+    # held back until the flow resumes.
+    _held: tuple[int, set[TP]] | None = None
 
     @contextmanager
     def resume_after_flow(self) -> Iterator[None]:
@@ -105,26 +106,38 @@ class _Consumer(driver.Consumer):
         message came from hundreds of offsets past the committed one (session 15, test 1;
         continuity.py stops the worker then). Resumed only with the flow, the partitions
         are fetched from the committed offsets into empty buffers.
+
+        A rebalance can begin while one of these blocks waits on the broker, and its own
+        recovery can open another: each block holds its own partitions, and those of a
+        generation that is over are never resumed (the newer rebalance paused them and
+        resumes its own, as it would have after Faust's order).
         """
-        self._deferred_resume = set()
+        held: tuple[int, set[TP]] = (self.app.consumer_generation_id, set())
+        self._held = held
         try:
             yield
         finally:
-            pending, self._deferred_resume = self._deferred_resume, None
-            if pending:  # the block ended without resuming the flow: as Faust would
-                super().resume_partitions(pending)
+            if self._held is held:
+                self._held = None
+            # Ended without resuming the flow (an error): resumed as Faust would have.
+            self._resume_held(held)
 
     def resume_partitions(self, tps: Iterable[TP]) -> None:
-        if self._deferred_resume is not None:
-            self._deferred_resume.update(tps)
+        if self._held is not None:
+            self._held[1].update(tps)
             return
         super().resume_partitions(tps)
 
     def resume_flow(self) -> None:
         super().resume_flow()
-        if self._deferred_resume:
-            pending, self._deferred_resume = self._deferred_resume, set()
-            super().resume_partitions(pending)
+        if self._held is not None:
+            self._resume_held(self._held)
+
+    def _resume_held(self, held: tuple[int, set[TP]]) -> None:
+        generation, tps = held
+        if tps and generation == self.app.consumer_generation_id:
+            super().resume_partitions(set(tps))
+        tps.clear()
 
     def committed_offset(self, tp: Any) -> int | None:
         """The group's committed offset of ``tp`` as this consumer knows it (read from the

@@ -54,3 +54,25 @@ def test_a_block_that_ends_without_the_flow_still_resumes_them(consumer: Any) ->
 def test_outside_the_block_resume_is_immediate(consumer: Any) -> None:
     consumer.resume_partitions({CLICKS1})
     assert consumer._active_partitions == {CLICKS1}
+
+
+def test_a_generation_that_is_over_resumes_nothing(consumer: Any) -> None:
+    # A rebalance began while the recovery waited on the broker: the newer generation
+    # paused everything and resumes its own partitions when its recovery ends.
+    with consumer.resume_after_flow():
+        consumer.resume_partitions({CLICKS0})
+        consumer.app.consumer_generation_id += 1
+        consumer.resume_flow()
+    assert not consumer._active_partitions
+
+
+def test_overlapping_blocks_each_resume_their_own(consumer: Any) -> None:
+    outer = consumer.resume_after_flow()
+    outer.__enter__()
+    consumer.resume_partitions({CLICKS0})
+    with consumer.resume_after_flow():  # the next generation's recovery, same generation id
+        consumer.resume_partitions({CLICKS1})
+        consumer.resume_flow()
+        assert consumer._active_partitions == {CLICKS1}
+    outer.__exit__(None, None, None)
+    assert consumer._active_partitions == {CLICKS0, CLICKS1}, "the outer block's, at its end"
