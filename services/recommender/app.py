@@ -367,6 +367,11 @@ def create_app(
         out.close(timeout=2.0)
         gc_pauses.uninstall()
 
+    @app.timer(interval=1.0)
+    async def flush_gc_pauses() -> None:
+        # Into the histogram, outside the collector's callback (gcpause.py).
+        gc_pauses.flush()
+
     @app.timer(interval=settings.feed_sync_ms / 1000.0)
     async def apply_feed() -> None:
         # Between click batches, so an idle worker keeps up with the others.
@@ -425,6 +430,7 @@ def create_app(
     @app.page("/metrics")
     async def prometheus_metrics(web: Any, request: Any) -> Any:
         """Prometheus text exposition (services/recommender/metrics.py)."""
+        gc_pauses.flush()  # the collections since the last flush (gcpause.py: no lock in GC)
         # As a header: aiohttp refuses a content_type argument that carries a charset.
         return web.bytes(await exporter.scrape(), headers={"Content-Type": CONTENT_TYPE})
 

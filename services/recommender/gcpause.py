@@ -20,6 +20,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
+from collections import deque
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram
@@ -67,8 +68,16 @@ class GcPauses:
         self.count = [0, 0, 0]
         self.max_s = [0.0, 0.0, 0.0]
         self._started = 0.0
+        # Pauses not yet in the histogram: see __call__.
+        self._pending: deque[tuple[int, float]] = deque()
 
     def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        # Runs inside whatever allocation set the collection off, so it must take no lock:
+        # prometheus_client's multiprocess values hold a module-wide Lock while they build
+        # a key (json.dumps allocates), and a collection there whose callback observed the
+        # histogram waited on that lock for ever: the worker's main thread stopped after
+        # its first batch, timers and all (session 15, py-spy; the "stall" of sessions 14
+        # and 15). Plain counters and a deque append only; :meth:`flush` observes.
         if phase == "start":
             self._started = time.perf_counter()
             return
@@ -76,7 +85,17 @@ class GcPauses:
         generation = info["generation"]
         self.count[generation] += 1
         self.max_s[generation] = max(self.max_s[generation], took)
-        self._children[generation].observe(took)
+        self._pending.append((generation, took))
+
+    def flush(self) -> int:
+        """Observe the pauses recorded since the last flush; returns how many. Call it
+        outside the collector's callbacks (before a scrape, on a timer)."""
+        flushed = 0
+        while self._pending:
+            generation, took = self._pending.popleft()
+            self._children[generation].observe(took)
+            flushed += 1
+        return flushed
 
     def install(self) -> GcPauses:
         if self not in gc.callbacks:
@@ -86,6 +105,7 @@ class GcPauses:
     def uninstall(self) -> None:
         if self in gc.callbacks:
             gc.callbacks.remove(self)
+        self.flush()
 
     def to_json(self) -> dict[str, Any]:
         """For /healthz: collections and the longest pause per generation, and how many
