@@ -22,13 +22,6 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
 
-    from threadpoolctl import threadpool_limits
-
-    # One BLAS thread: the worker's matrix products are small (a micro-batch against the
-    # catalog's embeddings), and OpenBLAS's spinning threads fight tansu and Triton for the
-    # cores. tests.bench.pipeline_hot_path: 1.68 -> 0.74 ms per click on the 2-core box.
-    threadpool_limits(limits=1, user_api="blas")
-
     from services.recommender.app import create_app
     from services.recommender.encoder import TritonItemEncoder
     from services.recommender.scorer import FusedScorer, Scorer, TritonScorer

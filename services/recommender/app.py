@@ -63,6 +63,7 @@ from services.recommender.settings import WorkerSettings
 from services.recommender.shadow import ShadowLane
 from services.recommender.shared import SharedStateApplier
 from services.recommender.state import InMemoryUserStateStore, ItemStats, UserState
+from services.recommender.threads import limit_native_threads
 from services.recommender.timing import StageTimes
 from services.recommender.transport import App as StreamRecFaustApp
 
@@ -198,6 +199,11 @@ def create_app(
 
     exporter = WorkerExporter(metrics, gauges, ConsumerLag(FaustOffsets(app)))
     gc_pauses = GcPauses(exporter.registry).install()
+    # Here, with every module the worker runs loaded: a pool loaded after the limit would
+    # keep its own thread count (threads.py).
+    native_threads = (
+        limit_native_threads(settings.native_threads) if settings.native_threads else {}
+    )
     app.streamrec_core = core  # type: ignore[attr-defined]  # for tests and the health page
     app.streamrec_metrics = metrics  # type: ignore[attr-defined]
     app.streamrec_stage_times = stage_times  # type: ignore[attr-defined]
@@ -408,6 +414,7 @@ def create_app(
                 "feed": shared.status(),
                 "changelog_resets": _changelog_resets(),
                 "gc": gc_pauses.to_json(),
+                "native_threads": native_threads,
                 # Acks of messages no agent finished, kept from the commit (ackgate.py).
                 "acks_refused": gate.refused,
                 "feature_store": core.store_outage.to_json(),

@@ -76,6 +76,13 @@ class WorkerSettings(BaseSettings):
     )
     batch_max: int = Field(default=256, description="clicks per micro-batch at most")
     batch_ms: float = Field(default=10.0, description="wait at most this long to fill a batch")
+    native_threads: int = Field(
+        default=1,
+        ge=0,
+        description="threads of each BLAS and OpenMP pool (and torch's); 0 keeps the "
+        "libraries' own choice, whose idle threads spin on the cores tansu and Triton need "
+        "(services/recommender/threads.py)",
+    )
     gc_freeze: bool = Field(
         default=True,
         description="keep the startup and recovered state out of full garbage collections, "

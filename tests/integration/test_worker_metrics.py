@@ -194,6 +194,11 @@ def test_metrics_count_exactly_what_the_worker_did(stack, unique) -> None:  # ty
     gc_now = health(stack)["gc"]
     assert gc_now["frozen_objects"] > 100_000, gc_now
     assert gc_now["collections"][0] > 0
+    # One thread per native pool: idle BLAS threads spin on the cores tansu and Triton
+    # need (threads.py). numpy's OpenBLAS is always loaded, so it must be listed.
+    pools = health(stack)["native_threads"]
+    assert any(name.startswith("openblas:") for name in pools), pools
+    assert set(pools.values()) == {1}, pools
 
 
 def test_lag_gauges_cover_the_assigned_partitions_and_drain_to_zero(stack, unique) -> None:  # type: ignore[no-untyped-def]
