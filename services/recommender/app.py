@@ -443,8 +443,12 @@ def create_app(
 
     @app.page("/stages")
     async def stages(web: Any, request: Any) -> Any:
-        """Per-stage time of the last batches (services/recommender/timing.py)."""
-        return web.json(stage_times.summary())
+        """Per-stage time of the last batches (services/recommender/timing.py); with
+        ``?reset=1``, of the batches since the last reset, which it then makes."""
+        summary = stage_times.summary()
+        if request.query.get("reset") in ("1", "true"):
+            stage_times.reset()
+        return web.json(summary)
 
     memory = MemoryReport()
     memory.start(settings.tracemalloc_frames)

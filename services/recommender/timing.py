@@ -65,6 +65,11 @@ class StageTimes:
                 self._stages[name] = series
             series.append(timer.stages.get(name, 0.0))
 
+    def reset(self) -> None:
+        """Forget every batch so far: a benchmark's next load is summarised alone."""
+        self._stages.clear()
+        self._clicks.clear()
+
     def summary(self) -> dict[str, dict[str, float]]:
         """stage -> {p50_ms, p99_ms (per batch), per_click_ms (window total / clicks)}."""
         clicks = max(1, sum(self._clicks))

@@ -13,10 +13,10 @@ variables) unless one is running, loads the ml-100k catalog, warms the worker up
 2. **streamrec at each offered load** in ``--rates``: ``rate × --seconds`` ml-100k clicks
    at that rate, latency from produce to receipt of the recommendation, the worker's own
    ``latency_ms`` (taking the batch → publishing), the worker's per-stage times (its
-   /stages page, read after the run: the last batches of that load), and the CPU-seconds
-   the workers and tritonserver spent per 1,000 clicks (from /proc). A load above what
-   the stack sustains shows as received/s below offered and a growing latency: every
-   click is still waited for (it is queued, not dropped);
+   /stages page, reset before the run and read after it: that load's batches alone), and
+   the CPU-seconds the workers and tritonserver spent per 1,000 clicks (from /proc). A
+   load above what the stack sustains shows as received/s below offered and a growing
+   latency: every click is still waited for (it is queued, not dropped);
 3. **flat out**: ``--flat-out`` clicks produced as fast as possible; the sustained rate is
    recommendations received per second between the 10th and 90th percentile receipts.
 
@@ -218,10 +218,12 @@ def stack_pids(settings: StackSettings) -> dict[str, int]:
 
 
 def stage_summary(settings: StackSettings) -> dict[str, Any]:
+    """The worker's per-stage times of the batches since the last call, which resets them
+    (so each load's stages are its own, not a window across loads)."""
     import httpx
 
     try:
-        url = f"http://{settings.host}:{settings.worker_web_port}/stages"
+        url = f"http://{settings.host}:{settings.worker_web_port}/stages?reset=1"
         result: dict[str, Any] = httpx.get(url, timeout=5).json()
         return result
     except (httpx.HTTPError, ValueError):
@@ -259,6 +261,7 @@ def measured(
 ) -> dict[str, Any]:
     """One StreamRec run with CPU-seconds per 1,000 clicks and the per-stage times."""
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    stage_summary(settings)  # starts this run's stages afresh
     gc_before = gc_summary(settings).get("collections")
     # Over capacity the backlog drains at the sustained rate (~300/s on 2 cores): wait
     # for it rather than count queued clicks as lost.
@@ -376,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
             f" | {median_spread(rows, 'worker_p99_ms')}"
             f" | {median_spread(rows, 'cpu_s_per_1k_total', '.2f')} |"
         )
-    print("\nper-stage time per click, ms (worker's last batches of each load; median of runs)")
+    print("\nper-stage time per click, ms (each load's own batches; median of runs)")
     stage_names = sorted(
         {k for rows in results.values() for r in rows for k in r.get("stages", {})} - {"batch_size"}
     )

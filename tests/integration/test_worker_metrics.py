@@ -127,6 +127,10 @@ def test_metrics_count_exactly_what_the_worker_did(stack, unique) -> None:  # ty
     )
     before = scrape(stack)
     assert total(before, "streamrec_items_total") == items_before + len(items)
+    # Stage times start afresh on a reset (the benchmark reads each load's own): nothing
+    # since, on a quiet worker.
+    get(worker_url(stack) + "/stages?reset=1")
+    assert get(worker_url(stack) + "/stages").json() == {}
 
     sending = time.time()
     produce_events(kafka, CLICKS, clicks)
@@ -136,6 +140,8 @@ def test_metrics_count_exactly_what_the_worker_did(stack, unique) -> None:  # ty
     producer.flush()
     recs = collect(kafka, RECOMMENDATIONS, lambda v: v["event_id"].startswith(prefix), len(clicks))
     assert len(recs) == len(clicks) and len({r["event_id"] for r in recs}) == len(clicks)
+    stages = get(worker_url(stack) + "/stages").json()
+    assert stages["candidates"]["per_click_ms"] > 0 and stages["batch_size"]["mean"] >= 1
 
     sent = len(clicks) + 2  # the malformed one and the replay are consumed too
 

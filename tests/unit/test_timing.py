@@ -39,3 +39,16 @@ def test_the_window_forgets_old_batches() -> None:
     for seconds in (1.0, 0.001, 0.001):
         times.record(BatchTimer({"s": seconds}), clicks=1)
     assert times.summary()["s"]["p99_ms"] < 2.0
+
+
+def test_a_reset_starts_the_summary_afresh() -> None:
+    times = StageTimes()
+    times.record(BatchTimer({"s": 1.0, "gone": 1.0}), clicks=1)
+    times.reset()
+    assert times.summary() == {}
+    times.record(BatchTimer({"s": 0.002}), clicks=4)
+    summary = times.summary()
+    # Nothing of the first batch: neither its time nor its stage nor its size.
+    assert set(summary) == {"s", "batch_size"}
+    assert summary["s"]["per_click_ms"] == pytest.approx(0.5)
+    assert summary["batch_size"]["mean"] == 4.0
