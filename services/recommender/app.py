@@ -46,6 +46,7 @@ from services.recommender.feed import FeedSharedState
 from services.recommender.feed_reader import FeedReader
 from services.recommender.gcpause import GcPauses
 from services.recommender.gcpause import freeze as gc_freeze
+from services.recommender.gcpause import young_threshold as gc_young_threshold
 from services.recommender.memory import MemoryReport
 from services.recommender.metrics import (
     CONTENT_TYPE,
@@ -204,6 +205,8 @@ def create_app(
     native_threads = (
         limit_native_threads(settings.native_threads) if settings.native_threads else {}
     )
+    if settings.gc_young_threshold:
+        gc_young_threshold(settings.gc_young_threshold)
     app.streamrec_core = core  # type: ignore[attr-defined]  # for tests and the health page
     app.streamrec_metrics = metrics  # type: ignore[attr-defined]
     app.streamrec_stage_times = stage_times  # type: ignore[attr-defined]

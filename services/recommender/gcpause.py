@@ -53,6 +53,23 @@ def freeze(reason: str) -> int:
     return frozen
 
 
+def young_threshold(objects: int) -> tuple[int, int, int]:
+    """Collect the youngest generation after ``objects`` net allocations instead of
+    Python's 700; the older generations' thresholds are kept. Returns the thresholds.
+
+    A young collection walks every reference of every young container, and each click
+    allocates a few the size of a heavy user (the seen set, slices of the ranked lists, a
+    copy of the user state: up to 2,000 entries each). At 700 a collection ran every few
+    clicks, mostly while such containers were alive, and the collections took 40% of the
+    per-click time of ``tests.bench.pipeline_hot_path`` (1.03 -> 0.56 ms per click at
+    50,000; docs/BENCHMARKS.md, session 16). Fewer collections also promote fewer
+    short-lived objects, so the older generations are collected less often too.
+    """
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(objects, middle, oldest)
+    return (objects, middle, oldest)
+
+
 class GcPauses:
     """Times each collection; ``install`` hooks it into ``gc.callbacks``."""
 
@@ -108,10 +125,11 @@ class GcPauses:
         self.flush()
 
     def to_json(self) -> dict[str, Any]:
-        """For /healthz: collections and the longest pause per generation, and how many
-        objects are frozen."""
+        """For /healthz: collections and the longest pause per generation, how many
+        objects are frozen, and the collector's thresholds."""
         return {
             "collections": list(self.count),
+            "thresholds": list(gc.get_threshold()),
             "max_pause_ms": [round(s * 1000, 1) for s in self.max_s],
             "frozen_objects": _frozen,
         }

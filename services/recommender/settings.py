@@ -88,6 +88,13 @@ class WorkerSettings(BaseSettings):
         description="keep the startup and recovered state out of full garbage collections, "
         "which otherwise stall every click in flight (services/recommender/gcpause.py)",
     )
+    gc_young_threshold: int = Field(
+        default=50_000,
+        ge=0,
+        description="net allocations between two young garbage collections; 0 keeps "
+        "Python's 700, at which collections took 40% of the per-click time "
+        "(services/recommender/gcpause.py)",
+    )
     top_k: int = Field(default=10, description="items per recommendation")
     max_candidates: int = Field(default=100, description="candidates the scorer ranks per click")
     recent_items: int = Field(default=50, description="recent items kept per user")

@@ -1,7 +1,7 @@
 """The worker's Python per click, without Kafka or Triton: ``RecommenderCore.process``.
 
     python -m tests.bench.pipeline_hot_path [--clicks 6000] [--batch 64] [--profile]
-        [--shadow-share 0.2]
+        [--shadow-share 0.2] [--gc-young-threshold 0]
 
 Replays ml-100k clicks in micro-batches through an in-memory core (random unit item
 embeddings, the numpy fallback scorer) and prints the median and p90 milliseconds per
@@ -17,13 +17,15 @@ import pstats
 import time
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from services.data import movielens
 from services.recommender.app import in_memory_core
+from services.recommender.gcpause import young_threshold
 from services.recommender.pipeline import Click, RecommenderCore
 from services.recommender.scorer import LinearScorer
+from services.recommender.settings import WorkerSettings
 from services.recommender.shadow import ShadowLane
+from services.recommender.threads import limit_native_threads
 from services.recommender.timing import StageTimes
 
 
@@ -43,8 +45,16 @@ def main() -> None:
         default=0.0,
         help="also run with a shadow lane ranking this share of users; prints both",
     )
+    parser.add_argument(
+        "--gc-young-threshold",
+        type=int,
+        default=WorkerSettings().gc_young_threshold,
+        help="as the worker's STREAMREC_GC_YOUNG_THRESHOLD (0: Python's own 700)",
+    )
     args = parser.parse_args()
-    threadpool_limits(limits=1, user_api="blas")  # as the worker does (its __main__)
+    limit_native_threads(1)  # as the worker does (create_app)
+    if args.gc_young_threshold:
+        young_threshold(args.gc_young_threshold)
     path = movielens.ensure_ml100k()
     items, clicks = movielens.load_items(path), movielens.load_clicks(path)[: args.clicks]
     batches = [clicks[i : i + args.batch] for i in range(0, len(clicks), args.batch)]

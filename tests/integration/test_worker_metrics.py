@@ -200,6 +200,7 @@ def test_metrics_count_exactly_what_the_worker_did(stack, unique) -> None:  # ty
     gc_now = health(stack)["gc"]
     assert gc_now["frozen_objects"] > 100_000, gc_now
     assert gc_now["collections"][0] > 0
+    assert gc_now["thresholds"][0] == 50_000  # STREAMREC_GC_YOUNG_THRESHOLD's default
     # One thread per native pool: idle BLAS threads spin on the cores tansu and Triton
     # need (threads.py). numpy's OpenBLAS is always loaded, so it must be listed.
     pools = health(stack)["native_threads"]

@@ -6,7 +6,7 @@ import gc
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from services.recommender.gcpause import GcPauses, freeze
+from services.recommender.gcpause import GcPauses, freeze, young_threshold
 
 
 def test_every_collection_is_timed_by_generation() -> None:
@@ -67,3 +67,13 @@ def test_a_collection_while_the_histogram_is_locked_does_not_deadlock() -> None:
         assert pauses.flush() >= 1, "observed when flushed, outside the callback"
     finally:
         pauses.uninstall()
+
+
+def test_the_young_threshold_changes_only_the_youngest_generation() -> None:
+    before = gc.get_threshold()
+    try:
+        assert young_threshold(50_000) == (50_000, *before[1:])
+        assert gc.get_threshold() == (50_000, *before[1:])
+        assert GcPauses().to_json()["thresholds"] == [50_000, *before[1:]]
+    finally:
+        gc.set_threshold(*before)
