@@ -71,6 +71,20 @@ class EventProducer:
                 self._producer.poll(0.05)  # local queue full: let deliveries drain
         self._producer.poll(0)
 
+    def warm_up(self, topic: str, timeout: float = 30.0) -> float:
+        """Send one message to ``topic`` (a scratch topic) and wait for it; returns the
+        seconds it took.
+
+        An idempotent producer holds everything it is given until the broker has issued
+        its producer id: ~0.5 s on tansu. Messages sent on a schedule from a new producer
+        are late by that much, which a latency benchmark would count against the system
+        it measures (docs/BENCHMARKS.md, session 16).
+        """
+        started = time.monotonic()
+        self.send(topic, b"warm-up")
+        self.flush(timeout)
+        return time.monotonic() - started
+
     def send_event(self, topic: str, event: BaseModel) -> None:
         self.send(topic, codec.encode(event), event_key(event))
 
@@ -89,9 +103,13 @@ def produce_events(
     rate: float | None = None,
     progress: bool = False,
     total: int | None = None,
+    producer: EventProducer | None = None,
 ) -> int:
-    """Send events at ``rate`` per second (as fast as possible if None); returns the count."""
-    producer = EventProducer(settings)
+    """Send events at ``rate`` per second (as fast as possible if None); returns the count.
+
+    A new producer is made unless one is given (a benchmark gives one already connected:
+    see :meth:`EventProducer.warm_up`)."""
+    producer = producer or EventProducer(settings)
     bar = None
     if progress:
         from tqdm import tqdm

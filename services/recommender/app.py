@@ -265,6 +265,7 @@ def create_app(
                     gc_freeze("first batch, shared state read")
             received = time.monotonic()
             # The catalog as far as the feed has gone, for the unknown-item check below.
+            sync_started = time.perf_counter()
             shared.sync()
             decode_started = time.perf_counter()
             pending: list[Awaitable[Any]] = []
@@ -300,6 +301,8 @@ def create_app(
             decoded = time.perf_counter() - decode_started
             result = await core.process(batch)
             timer = result.timer
+            # Part of every click's latency, as the other stages are.
+            timer.add("feed_apply", decode_started - sync_started)
             timer.add("decode", decoded)
             for rec in result.recommendations:
                 pending.append(

@@ -50,6 +50,23 @@ def test_events_round_trip_keyed_by_user(kafka, unique) -> None:  # type: ignore
     assert all(len(p) == 1 for p in partitions_by_user.values())
 
 
+def test_a_warmed_up_producer_has_delivered_its_one_message_and_sends_on(kafka, unique) -> None:  # type: ignore[no-untyped-def]
+    scratch, topic = f"warm-{unique}", f"clicks-{unique}"
+    ensure_topics(kafka, 1, [scratch, topic])
+    producer = EventProducer(kafka)
+    assert producer.warm_up(scratch) > 0
+    assert producer.delivered == 1
+    assert [r.value for r in read_topic(kafka, scratch, idle_timeout=3)] == [b"warm-up"]
+    clicks = [
+        ClickEvent(event_id=f"{unique}-{i}", user_id="u", item_id=f"i{i}", ts=1_750_000_000_000)
+        for i in range(5)
+    ]
+    # The producer given is the one that sends: no second producer id to wait for.
+    assert produce_events(kafka, topic, clicks, producer=producer) == 5
+    assert producer.delivered == 6
+    assert len(list(read_topic(kafka, topic, idle_timeout=3))) == 5
+
+
 def test_producer_reports_undeliverable_messages(unique) -> None:  # type: ignore[no-untyped-def]
     from services.kafka.io import DeliveryError
 
