@@ -25,7 +25,7 @@ def run_demo(settings: StackSettings, n_clicks: int, rate: float, keep: bool) ->
     from services.cli import format_recommendation
     from services.data import movielens
     from services.eval.workers import WorkerProbe, wait_for_catalog
-    from services.kafka.io import produce_events, read_topic
+    from services.kafka.io import EventProducer, produce_events, read_topic
     from services.stack.control import down, supervisor_pid, up_detached
 
     click.echo("1/4 loading MovieLens-100K (GroupLens data, fetched once into .cache/)")
@@ -44,7 +44,10 @@ def run_demo(settings: StackSettings, n_clicks: int, rate: float, keep: bool) ->
         click.echo(
             f"3/4 sending {len(items)} catalog items and {len(clicks)} clicks at {rate:.0f}/s"
         )
-        produce_events(kafka, ITEMS, items)
+        # One producer for both: its catalog delivery gets it the producer id an idempotent
+        # producer waits ~0.5 s for on tansu, so the clicks are not held behind that.
+        sender = EventProducer(kafka)
+        produce_events(kafka, ITEMS, items, producer=sender)
         # Clicks wait until the worker has embedded the catalog: encoding 1,682 texts takes
         # the CPU for a few seconds, and clicks sent meanwhile would only queue behind it.
         urls = [
@@ -62,7 +65,7 @@ def run_demo(settings: StackSettings, n_clicks: int, rate: float, keep: bool) ->
                     sent_at[c.event_id] = time.monotonic()
                     yield c
 
-            produce_events(kafka, CLICKS, stamped(), rate=rate)
+            produce_events(kafka, CLICKS, stamped(), rate=rate, producer=sender)
 
         producer = threading.Thread(target=send, daemon=True)
         producer.start()
