@@ -64,7 +64,7 @@ from services.recommender.settings import WorkerSettings
 from services.recommender.shadow import ShadowLane
 from services.recommender.shared import SharedStateApplier
 from services.recommender.state import InMemoryUserStateStore, ItemStats, UserState
-from services.recommender.threads import limit_native_threads
+from services.recommender.threads import limit_native_threads, pool_sizes
 from services.recommender.timing import StageTimes
 from services.recommender.transport import App as StreamRecFaustApp
 
@@ -203,7 +203,7 @@ def create_app(
     # Here, with every module the worker runs loaded: a pool loaded after the limit would
     # keep its own thread count (threads.py).
     native_threads = (
-        limit_native_threads(settings.native_threads) if settings.native_threads else {}
+        limit_native_threads(settings.native_threads) if settings.native_threads else pool_sizes()
     )
     if settings.gc_young_threshold:
         gc_young_threshold(settings.gc_young_threshold)

@@ -11,10 +11,6 @@ import os
 import subprocess
 import sys
 
-import pytest
-
-pytest.importorskip("threadpoolctl")
-
 
 def _run(code: str, **env: str) -> dict[str, int]:
     environ = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
