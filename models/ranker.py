@@ -9,7 +9,9 @@ collaborative signal; they are zero for a brand-new item.
 Per request (1 user, H history items, C candidates) the cost is ``2·(H+C)·384·d`` for the
 projections (7.4 MFLOP), about ``n_layers·(H+1)·(24·d² + 4·(H+1)·d)`` for the encoder
 (5.6 MFLOP a layer) and ``2·C·d`` for the dot products: with d=64, H=50, C=100 and 2
-layers, 18.8 MFLOP (:func:`flops_per_request`), i.e. 38 GFLOP/s at 2,000 clicks/s.
+layers, 18.8 MFLOP (:func:`flops_per_request`), i.e. 38 GFLOP/s at 2,000 clicks/s. The
+served :class:`IndexedRanker` projects each distinct item of a micro-batch once instead
+of each slot, so the projections' share shrinks as the batch grows.
 """
 
 from __future__ import annotations
@@ -108,8 +110,12 @@ class SequenceRanker(nn.Module):
         nn.init.normal_(self.user_token, std=0.02)
 
     def user_vector(self, history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        b, h, _ = history.shape
-        tokens = torch.cat([self.user_token.expand(b, 1, -1), self.item_proj(history)], dim=1)
+        return self.user_vector_projected(self.item_proj(history), mask)
+
+    def user_vector_projected(self, projected: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """:meth:`user_vector` from history already through ``item_proj`` [B, H, d]."""
+        b, h, _ = projected.shape
+        tokens = torch.cat([self.user_token.expand(b, 1, -1), projected], dim=1)
         tokens = tokens + self.position[: h + 1]
         valid = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)
         bias = (1.0 - valid) * -1e4  # padded items get (almost) no attention
@@ -120,8 +126,13 @@ class SequenceRanker(nn.Module):
     def score_items(
         self, user: torch.Tensor, candidates: torch.Tensor, side: torch.Tensor
     ) -> torch.Tensor:
-        items = self.item_proj(candidates)
-        semantic = (user[:, None, :] * items).sum(-1) / math.sqrt(self.cfg.d_model)
+        return self.score_projected(user, self.item_proj(candidates), side)
+
+    def score_projected(
+        self, user: torch.Tensor, projected: torch.Tensor, side: torch.Tensor
+    ) -> torch.Tensor:
+        """:meth:`score_items` from candidates already through ``item_proj`` [B, C, d]."""
+        semantic = (user[:, None, :] * projected).sum(-1) / math.sqrt(self.cfg.d_model)
         return self.text_weight * semantic + self.side(side).squeeze(-1)
 
     def forward(
@@ -155,7 +166,17 @@ class IndexedRanker(nn.Module):
         candidate_idx: torch.Tensor,
         side: torch.Tensor,
     ) -> torch.Tensor:
-        mask = (history_idx >= 0).to(items.dtype)
-        history = items[history_idx.clamp(min=0).long()] * mask[..., None]
-        candidates = items[candidate_idx.long()]
-        return self.ranker(history, mask, candidates, side)
+        # item_proj works row by row, so projecting the U distinct items once and then
+        # gathering equals gathering the 384-d rows and projecting each slot, as the
+        # direct form does. At 256 clicks × (50 + 100) slots the direct form projected
+        # 38,400 rows (and gathered a 59 MB tensor to do it) where a batch has ~1,000
+        # distinct items: 7.4 of the 18.8 MFLOP per click (flops_per_request).
+        ranker = self.ranker
+        projected = ranker.item_proj(items)  # [U, d]
+        # The direct form feeds a padded slot a zero embedding; its projection is a
+        # constant row (the pad gets ~no attention, but it still enters the blocks).
+        pad = ranker.item_proj(torch.zeros_like(items[:1]))  # [1, d]
+        valid = history_idx >= 0
+        history = torch.where(valid[..., None], projected[history_idx.clamp(min=0).long()], pad)
+        user = ranker.user_vector_projected(history, valid.to(items.dtype))
+        return ranker.score_projected(user, projected[candidate_idx.long()], side)
