@@ -215,15 +215,25 @@ def peak_rss_mib(pid: int) -> float:
 
 
 def stack_pids(settings: StackSettings) -> dict[str, int]:
-    """The workers' and tritonserver's pids, from the stack's state file."""
+    """The workers', tritonserver's and the broker's pids, from the stack's state file."""
     from services.stack.control import read_state
 
     comps = (read_state(settings) or {}).get("components", {})
     return {
         name: c["pid"]
         for name, c in comps.items()
-        if c.get("pid") and (name.startswith("worker") or name == "tritonserver")
+        if c.get("pid") and (name.startswith("worker") or name in ("tritonserver", "broker"))
     }
+
+
+def machine_busy_s() -> tuple[float, float]:
+    """(busy CPU-seconds of the whole machine, wall seconds) now, from /proc/stat: the
+    share of the 2 cores a run left idle says whether waiting or CPU limits it."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    ticks = [int(f) for f in fields[:8]]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    hz = os.sysconf("SC_CLK_TCK")
+    return (sum(ticks) - idle) / hz, time.monotonic()
 
 
 def stage_summary(settings: StackSettings) -> dict[str, Any]:
@@ -270,6 +280,7 @@ def measured(
 ) -> dict[str, Any]:
     """One StreamRec run with CPU-seconds per 1,000 clicks and the per-stage times."""
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    busy_before, wall_before = machine_busy_s()
     stage_summary(settings)  # starts this run's stages afresh
     gc_before = gc_summary(settings).get("collections")
     # Over capacity the backlog drains at the sustained rate (~300/s on 2 cores): wait
@@ -283,9 +294,15 @@ def measured(
         span = (max(run.receipts) - run.started) if run.receipts else 0.0
         row["received_per_s"] = run.received / span if span > 0 else 0.0
     spent = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+    busy_after, wall_after = machine_busy_s()
+    # Everything on the machine, the benchmark's own client included.
+    row["machine_busy_cores"] = round((busy_after - busy_before) / (wall_after - wall_before), 2)
     per_k = 1000.0 / max(run.received, 1)
     row["cpu_s_per_1k"] = {name: round(sec * per_k, 3) for name, sec in spent.items()}
-    row["cpu_s_per_1k_total"] = round(sum(spent.values()) * per_k, 3)
+    # Worker and Triton, as before the broker was counted (comparable across sessions).
+    row["cpu_s_per_1k_total"] = round(
+        sum(sec for name, sec in spent.items() if name != "broker") * per_k, 3
+    )
     row["stages"] = stage_summary(settings)
     gc_after = gc_summary(settings)
     if gc_before and gc_after.get("collections"):
@@ -373,20 +390,23 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{args.runs} runs; median (min–max)")
     print(
         "| stream | received/s | e2e p50 ms | e2e p99 ms | worker p50 ms | worker p99 ms "
-        "| CPU-s per 1k clicks |"
+        "| CPU-s per 1k clicks (worker + Triton) | broker CPU-s per 1k | machine busy cores |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     labelled = [("echo", f"bare echo at {echo_rate:.0f}/s"), ("echo_flat", "bare echo flat out")]
     labelled += [(f"rate{rate:g}", f"StreamRec offered {rate:g}/s") for rate in rates]
     labelled += [("flat", "StreamRec flat out")]
     for name, label in labelled:
         rows = results[name]
         speed = "received_per_s" if name.startswith("rate") else "sustained_per_s"
+        broker = [r["cpu_s_per_1k"] for r in rows if "broker" in r.get("cpu_s_per_1k", {})]
         print(
             f"| {label} | {median_spread(rows, speed)} | {median_spread(rows, 'e2e_p50_ms')}"
             f" | {median_spread(rows, 'e2e_p99_ms')} | {median_spread(rows, 'worker_p50_ms')}"
             f" | {median_spread(rows, 'worker_p99_ms')}"
-            f" | {median_spread(rows, 'cpu_s_per_1k_total', '.2f')} |"
+            f" | {median_spread(rows, 'cpu_s_per_1k_total', '.2f')}"
+            f" | {median_spread(broker, 'broker', '.2f')}"
+            f" | {median_spread(rows, 'machine_busy_cores', '.2f')} |"
         )
     print("\nper-stage time per click, ms (each load's own batches; median of runs)")
     stage_names = sorted(
