@@ -59,6 +59,9 @@ def stack(stack_settings, monkeypatch_session):  # type: ignore[no-untyped-def]
     # The test stack serves the checkout's triton_models/: its trainer must never publish
     # there, so no amount of test clicks is enough to retrain.
     monkeypatch_session.setenv("STREAMREC_TRAINER_MIN_CLICKS", "1000000")
+    # Test batches are rarely the 256 clicks of a flat-out stream: a small chunk has every
+    # batch of over 32 clicks ranked in pipelined chunks, through the real Triton.
+    monkeypatch_session.setenv("STREAMREC_SCORING_CHUNK", "32")
     up_detached(stack_settings)
     try:
         yield stack_settings

@@ -175,6 +175,7 @@ def create_app(
             seen_limit=settings.seen_limit,
             diversity=settings.diversity,
             text_embeddings=settings.text_embeddings,
+            scoring_chunk=settings.scoring_chunk or None,
         ),
         embeddings=embeddings,
         segments=segmenter,

@@ -86,7 +86,8 @@ class FusedScorer:
 
 
 class TritonScorer(TritonModelClient):
-    """Asks Triton's ``scorer`` (the LLM ranker) over gRPC; one request per micro-batch."""
+    """Asks Triton's ``scorer`` (the LLM ranker) over gRPC; one request per call (a chunk of a
+    micro-batch: ``RankingConfig.scoring_chunk``)."""
 
     def __init__(self, url: str, model: str = "scorer", timeout_s: float = 2.0) -> None:
         super().__init__(url, model, timeout_s)

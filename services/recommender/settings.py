@@ -95,6 +95,13 @@ class WorkerSettings(BaseSettings):
         "Python's 700, at which collections took 40% of the per-click time "
         "(services/recommender/gcpause.py)",
     )
+    scoring_chunk: int = Field(
+        default=128,
+        ge=0,
+        description="clicks per scorer request: a larger batch is ranked in chunks, the "
+        "next chunk's candidates built while the scorer ranks the last; 0 sends one "
+        "request per batch",
+    )
     top_k: int = Field(default=10, description="items per recommendation")
     max_candidates: int = Field(default=100, description="candidates the scorer ranks per click")
     recent_items: int = Field(default=50, description="recent items kept per user")

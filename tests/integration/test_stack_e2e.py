@@ -68,6 +68,18 @@ def wait_for_feed(stack, at_least: int, timeout: float = 30.0) -> None:  # type:
         time.sleep(0.2)
 
 
+def scorer_requests(stack) -> int:  # type: ignore[no-untyped-def]
+    """Requests Triton's ``scorer`` has answered (its statistics extension)."""
+    url = f"http://{stack.host}:{stack.triton_http_port}/v2/models/scorer/stats"
+    stats = httpx.get(url, timeout=5).json()["model_stats"]
+    return sum(int(m["inference_stats"]["success"]["count"]) for m in stats)
+
+
+def worker_batches(stack) -> int:  # type: ignore[no-untyped-def]
+    health = httpx.get(f"http://{stack.host}:{stack.worker_web_port}/healthz", timeout=5).json()
+    return int(health["batches"])
+
+
 def test_thousand_clicks_get_exactly_thousand_recommendations(stack, kafka, unique) -> None:  # type: ignore[no-untyped-def]
     ds = synthetic.generate(n_users=60, n_items=150, n_clicks=1000, seed=7)
     prefix = f"e2e-{unique}-"
@@ -77,9 +89,16 @@ def test_thousand_clicks_get_exactly_thousand_recommendations(stack, kafka, uniq
     # A batch is ranked on the shared state as the feed had it when the batch began; on a
     # fresh stack, without the catalog, a first batch would have nothing to recommend.
     wait_for_feed(stack, before + len(ds.items))
+    requests_before, batches_before = scorer_requests(stack), worker_batches(stack)
     produce_events(kafka, CLICKS, clicks)
 
     recs = collect(kafka, RECOMMENDATIONS, lambda v: v["event_id"].startswith(prefix), 1000)
+
+    # 1,000 clicks produced at once come in batches of more than the test stack's chunk
+    # (32 clicks): those are ranked as several pipelined requests, by the real Triton.
+    requests = scorer_requests(stack) - requests_before
+    batches = worker_batches(stack) - batches_before
+    assert requests >= 1000 / 32 and requests > batches, (requests, batches)
 
     counts = Counter(r["event_id"] for r in recs)
     assert len(recs) == 1000, f"got {len(recs)} recommendations for 1000 clicks"
