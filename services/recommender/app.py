@@ -326,7 +326,8 @@ def create_app(
             metrics.clicks += len(events)
             metrics.recommendations += len(result.recommendations)
             metrics.duplicates += len(result.duplicates)
-            metrics.degraded += len(result.recommendations) if result.degraded else 0
+            # Per answer: a batch's chunks may have been ranked by different scorers.
+            metrics.degraded += sum(rec.degraded for rec in result.recommendations)
             metrics.batches += 1
             gate.handled(events)
             yield None

@@ -120,7 +120,7 @@ class BatchResult:
     # Each user's new state and partition, saved by :meth:`RecommenderCore.save_users`
     # when the core defers it (the worker: after the batch's answers are delivered).
     users: dict[str, tuple[UserState, int]] = field(default_factory=dict)
-    degraded: bool = False
+    degraded: bool = False  # any of its answers (a chunk) ranked by the fallback
     # Newest feature row per user and a row per item clicked, for
     # :meth:`RecommenderCore.write_features`.
     features: FeatureRows = field(default_factory=FeatureRows)

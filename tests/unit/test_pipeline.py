@@ -442,3 +442,22 @@ def test_a_batch_ranked_in_pipelined_chunks_gets_the_answers_of_one_request() ->
     # scorer works while they are (a task that only starts at the next await would not).
     assert scorer.log == ["candidates", "request"] * 5
     assert chunked == whole  # same lists, in click order, same reasons, same state after
+
+
+def test_a_chunk_the_scorer_fails_is_degraded_and_the_others_are_not() -> None:
+    scorer = FailingScorer()
+    core = in_memory_core(config=RankingConfig(scoring_chunk=4))
+    core.scorer = CircuitBreaker(scorer, LinearScorer(), cooldown_s=0.0)
+    warm(core)
+    calls = scorer.calls
+    original = scorer.score
+
+    async def fail_first(batch: ScoringBatch) -> Scored:
+        scorer.fail = scorer.calls == calls  # only this batch's first request fails
+        return await original(batch)
+
+    scorer.score = fail_first  # type: ignore[method-assign]
+    result = run(core.process([click(f"e{i}", f"u{i}", "abc"[i % 3]) for i in range(10)]))
+    assert [r.degraded for r in result.recommendations] == [True] * 4 + [False] * 6
+    assert [r.model_version for r in result.recommendations][-1] == "scorer:7"
+    assert result.degraded  # the batch had a degraded answer
