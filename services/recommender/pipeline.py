@@ -240,7 +240,8 @@ class RecommenderCore:
             for start in range(0, len(accepted), size):
                 chunk = self._chunk(accepted[start : start + size], latest, result.timer)
                 in_flight.append((chunk, asyncio.ensure_future(self._score(chunk))))
-                await _let_it_send()
+                if size < len(accepted):  # other work follows: let the request go first
+                    await _let_it_send()
                 if len(in_flight) > 1:
                     await self._finish(*in_flight.pop(0), result)
             while in_flight:
