@@ -43,3 +43,45 @@ def test_a_message_the_client_refuses_fails_at_once_with_the_topic(infra, unique
     with pytest.raises(DeliveryError, match=f"async-producer-{unique}"):
         asyncio.run(send_big())
     producer.close()
+
+
+def test_a_poll_s_reports_wake_the_loop_once_not_once_per_message(infra, unique) -> None:  # type: ignore[no-untyped-def]
+    kafka = KafkaSettings(bootstrap=infra.kafka_bootstrap)
+    topic = f"async-producer-{unique}"
+    ensure_topics(kafka, 1, topics=[topic])
+    producer = AsyncProducer(kafka)
+    wakeups = 0
+
+    async def send_all() -> None:
+        nonlocal wakeups
+        loop = asyncio.get_running_loop()
+        call_soon_threadsafe = loop.call_soon_threadsafe
+
+        def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+            nonlocal wakeups
+            wakeups += 1
+            return call_soon_threadsafe(*args, **kwargs)
+
+        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+        futures = [await producer.send(topic, None, b"v%d" % i) for i in range(1000)]
+        await asyncio.wait_for(asyncio.gather(*futures), timeout=30)
+
+    asyncio.run(send_all())
+    producer.close()
+    # librdkafka delivers a linger's worth of messages per request: their reports arrive
+    # in a handful of polls.
+    assert 1 <= wakeups < 100
+
+
+def test_a_delivery_that_fails_fails_its_future_with_the_topic() -> None:
+    # Nothing listens there: librdkafka gives up on the message after its timeout.
+    kafka = KafkaSettings(bootstrap="127.0.0.1:9")
+    producer = AsyncProducer(kafka, **{"message.timeout.ms": 300})
+
+    async def send() -> None:
+        future = await producer.send("nowhere", None, b"v")
+        await asyncio.wait_for(future, timeout=20)
+
+    with pytest.raises(DeliveryError, match="nowhere"):
+        asyncio.run(send())
+    producer.close(timeout=1)
