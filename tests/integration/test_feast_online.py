@@ -240,6 +240,61 @@ def test_push_then_read_round_trips(store_for: StoreFactory, backend: Backend) -
     assert got["u2"] == _row("u2", 0, "x")
 
 
+def _sqlite_rows(settings: FeatureSettings) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of each view's table, as Feast's SQLite store holds them (no created_ts)."""
+    import sqlite3
+
+    conn = sqlite3.connect(settings.sqlite_path)
+    try:
+        out = {}
+        for view in ("user_activity", "item_features", "item_activity"):
+            table = f"{settings.project}_{view}"
+            out[view] = conn.execute(
+                f'SELECT entity_key, feature_name, value, value_text, event_ts FROM "{table}" '
+                "ORDER BY entity_key, feature_name"
+            ).fetchall()
+        return out
+    finally:
+        conn.close()
+
+
+def test_a_push_stores_the_bytes_feasts_own_ingest_stores(settings_for: SettingsFactory) -> None:
+    """The store builds Feast's rows itself (frames.py, ``Prepared.online_rows``): they must
+    be what Feast's ``ingest_df`` of the same frame writes, value for value, including
+    empty embeddings, missing values and microsecond event times."""
+    from services.features import FeastFeatureStore
+    from services.features.frames import ACTIVITY, ITEMS, USERS
+
+    ts = datetime(2024, 5, 1, 14, 0, 0, 123_456, tzinfo=UTC)
+    users = [
+        UserFeatures("u1", ts, 7, "i0", ("i0", "i1"), 3, 2, 5, _vector(1)),
+        UserFeatures("u2", ts + timedelta(seconds=1), 1, "i9", ("i9",)),  # no embedding
+    ]
+    items = [
+        ItemFeatures("i0", ts, "Toy Story (1995)", ("Animation",), _vector(2)),
+        ItemFeatures("i1", ts, "Heat (1995)"),  # no categories, no embedding yet
+    ]
+    activity = [_activity("i0", 5, 3), ItemActivityFeatures("i1", ts, 0)]
+    ours, feasts = settings_for("sqlite"), settings_for("sqlite")
+    store = FeastFeatureStore(ours)
+    try:
+        assert store.push_user_features(users) == 2
+        assert store.push_item_features(items) == 2
+        assert store.push_item_activity(activity) == 2
+    finally:
+        store.close()
+    reference = FeastFeatureStore(feasts)
+    try:
+        provider = reference.feast._get_provider()
+        for codec, rows in ((USERS, users), (ITEMS, items), (ACTIVITY, activity)):
+            view = reference.feast.get_feature_view(codec.view)
+            provider.ingest_df(view, codec.frame(rows))
+    finally:
+        reference.close()
+    got, want = _sqlite_rows(ours), _sqlite_rows(feasts)
+    assert all(want.values()) and got == want
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_older_events_never_overwrite_newer_ones(store_for: StoreFactory, backend: Backend) -> None:
     store = store_for(backend)
