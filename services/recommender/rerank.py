@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["catalog_coverage", "intra_list_diversity", "mmr", "mmr_batch"]
+__all__ = ["catalog_coverage", "intra_list_diversity", "mmr", "mmr_batch", "mmr_indexed"]
 
 
 def mmr(scores: np.ndarray, embeddings: np.ndarray, k: int, diversity: float) -> list[int]:
@@ -100,6 +100,39 @@ def mmr_batch(
     ``[B, C, D]`` product per pick for the whole batch instead of one per pick per click:
     the per-click loop was a tenth of the worker's time.
     """
+    vectors = np.asarray(embeddings)
+    raw = np.asarray(scores)
+    if vectors.ndim != 3 or raw.ndim != 2 or vectors.shape[:2] != raw.shape:
+        if raw.ndim != 2:
+            raise ValueError(f"scores must be [B, C], got shape {raw.shape}")
+        raise ValueError(
+            f"embeddings must be [B, C, D] = [{raw.shape[0]}, {raw.shape[1]}, D], "
+            f"got shape {vectors.shape}"
+        )
+    batch, width = raw.shape
+    index = np.arange(batch * width).reshape(batch, width)
+    return mmr_indexed(raw, counts, vectors.reshape(batch * width, -1), index, k, diversity)
+
+
+def mmr_indexed(
+    scores: np.ndarray,
+    counts: np.ndarray,
+    items: np.ndarray,
+    index: np.ndarray,
+    k: int,
+    diversity: float,
+) -> list[list[int]]:
+    """:func:`mmr_batch` with row ``b``'s candidate ``c`` embedded as ``items[index[b, c]]``.
+
+    A scorer request holds each distinct item once (``items``, [U, D]) and indices into it,
+    so the candidates' vectors are gathered here, and only for the candidates that can
+    still make a list. A candidate is left out when even with no redundancy it would lose
+    to any of the row's ``k`` most relevant candidates at their most redundant:
+    ``(1 - diversity) * relevance < (1 - diversity) * kth_relevance - diversity``. At every
+    pick one of those ``k`` is still unpicked, so such a candidate is never chosen, and the
+    lists are exactly :func:`mmr_batch`'s. At the default diversity (0.1) that drops the
+    candidates more than 0.11 below the k-th in normalised relevance: most of a list of 100.
+    """
     if not 0.0 <= diversity <= 1.0:
         raise ValueError(f"diversity must be in [0, 1], got {diversity}")
     raw = np.asarray(scores, dtype=np.float64)
@@ -109,16 +142,17 @@ def mmr_batch(
     counts = np.asarray(counts, dtype=np.int64)
     if counts.shape != (batch,) or (counts < 0).any() or (counts > width).any():
         raise ValueError(f"counts must be [B] = [{batch}] values in 0..{width}, got {counts}")
+    index = np.asarray(index)
+    if index.shape != (batch, width):
+        raise ValueError(f"index must be [B, C] = [{batch}, {width}], got shape {index.shape}")
     valid = np.arange(width)[None, :] < counts[:, None]
     if not np.isfinite(raw[valid]).all():
         raise ValueError(
             "scores must be finite; drop masked (-inf) or invalid candidates before re-ranking"
         )
-    vectors = np.asarray(embeddings)
-    if vectors.ndim != 3 or vectors.shape[:2] != (batch, width):
-        raise ValueError(
-            f"embeddings must be [B, C, D] = [{batch}, {width}, D], got shape {vectors.shape}"
-        )
+    items = np.asarray(items)
+    if items.ndim != 2:
+        raise ValueError(f"items must be [U, D], got shape {items.shape}")
     lengths = np.minimum(max(k, 0), counts).tolist()
     if diversity == 0.0 or batch == 0 or max(lengths, default=0) == 0:
         # The ranker's own order: padding (+inf after negation) sorts last.
@@ -130,13 +164,33 @@ def mmr_batch(
     span = high - low
     flat = span <= 0.0  # all scores equal (or no candidate): no preference, as _min_max
     relevance = np.where(flat, 0.0, (raw - low) / np.where(flat, 1.0, span))
-    norms = np.sqrt(np.einsum("bcd,bcd->bc", vectors, vectors))
-    if not np.isfinite(norms[valid]).all():
+
+    # Only the candidates that can still be picked (see the docstring), kept in index order
+    # so that ties still go to the lower index.
+    keep = valid
+    if diversity < 1.0:
+        ranked = -np.sort(-np.where(valid, relevance, -np.inf), axis=1)
+        nth = np.maximum(np.asarray(lengths) - 1, 0)
+        kth = ranked[np.arange(batch), nth][:, None]
+        # A margin for the cosines' rounding (a "1.0" may come out 1.0000001) and more.
+        slack = diversity / (1.0 - diversity) * 1.001 + 1e-9
+        keep = valid & (relevance >= kth - slack)
+    kept = keep.sum(axis=1)
+    columns = np.argsort(~keep, axis=1, kind="stable")[:, : max(int(kept.max()), 1)]
+    open_ = np.arange(columns.shape[1])[None, :] < kept[:, None]
+    relevance = np.take_along_axis(relevance, columns, axis=1)
+    rows_items = np.take_along_axis(index, columns, axis=1)
+
+    norms = np.sqrt(np.einsum("ud,ud->u", items, items))
+    used = rows_items[open_]
+    if not np.isfinite(norms[used]).all():
         raise ValueError("embeddings must be finite; a NaN or infinite entry has no similarity")
-    inverse_norms = np.divide(1.0, norms, out=np.zeros(norms.shape), where=norms > 0.0)
+    inverse = np.divide(1.0, norms, out=np.zeros(norms.shape), where=norms > 0.0)
+    inverse_norms = inverse[rows_items]
+    vectors = items[rows_items]  # [B, C', D]: the open candidates' only
     gain = (1.0 - diversity) * relevance
-    redundancy = np.zeros((batch, width))
-    closed = ~valid  # padding, then each pick
+    redundancy = np.zeros(relevance.shape)
+    closed = ~open_  # padding and the dropped, then each pick
     rows = np.arange(batch)
     picks = []
     for _ in range(max(lengths)):
@@ -145,7 +199,7 @@ def mmr_batch(
         tied = value == value.max(axis=1, keepdims=True)
         # Among equal values the more relevant, then the lower index (argmax's first).
         pick = np.where(tied, relevance, -np.inf).argmax(axis=1)
-        picks.append(pick)
+        picks.append(columns[rows, pick])
         closed[rows, pick] = True
         chosen = vectors[rows, pick]  # [B, D]
         similarity = np.matmul(vectors, chosen[:, :, None])[:, :, 0]

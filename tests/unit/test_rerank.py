@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 import services.recommender.rerank
-from services.recommender.rerank import catalog_coverage, intra_list_diversity, mmr, mmr_batch
+from services.recommender.rerank import (
+    catalog_coverage,
+    intra_list_diversity,
+    mmr,
+    mmr_batch,
+    mmr_indexed,
+)
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:
@@ -210,3 +216,32 @@ def test_the_batched_mmr_rejects_bad_input(
     # Padding beyond a row's count may hold anything, NaN included.
     padded = np.array([[1.0, 0.5, np.nan]])
     assert mmr_batch(padded, np.array([2]), np.zeros((1, 3, 2)), 5, 0.3) == [[0, 1]]
+
+
+@pytest.mark.parametrize("diversity", [0.05, 0.1, 0.3, 0.9])
+def test_indexed_mmr_over_shared_items_gives_mmr_s_lists(diversity: float) -> None:
+    """Rows index one item matrix, as a scorer request does; candidates that cannot make
+    the list are dropped before the picks, and the lists must still be mmr's exactly:
+    here with clusters of near-twins (redundancy near 1) and scores whose spread leaves
+    most of each row far below its 10th best."""
+    rng = np.random.default_rng(11)
+    centres = _unit(rng.normal(size=(12, 32)))
+    items = centres[rng.integers(0, 12, 300)] + 0.05 * rng.normal(size=(300, 32))
+    items[:20] = 0.0  # without text
+    items = items.astype(np.float32)
+    for trial in range(20):
+        counts = rng.integers(0, 100, 16)
+        counts[0] = 100
+        index = rng.integers(0, len(items), (16, 100))
+        scores = rng.normal(size=(16, 100)) * rng.uniform(0.1, 5.0)
+        scores[:, :3] += 4.0 * trial / 20  # a few clear winners in some trials
+        got = mmr_indexed(scores, counts, items, index, 10, diversity)
+        want = [
+            mmr(scores[b, :n], items[index[b, :n]], 10, diversity) for b, n in enumerate(counts)
+        ]
+        assert got == want
+
+
+def test_indexed_mmr_rejects_an_index_of_another_shape() -> None:
+    with pytest.raises(ValueError, match="index"):
+        mmr_indexed(np.ones((2, 3)), np.array([3, 3]), np.ones((4, 2)), np.zeros((2, 2)), 2, 0.1)
