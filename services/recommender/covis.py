@@ -96,16 +96,30 @@ class Neighbours:
         in time on a tie); None if no recent click was co-visited with it."""
         if not len(self._cols) or not items:
             return [None] * len(items)
-        targets = np.fromiter((self._index.get(i, -1) for i in items), np.int64, len(items))
+        index = self._index
+        targets = np.fromiter((index.get(i, -1) for i in items), np.int64, len(items))
+        # Only the pairs that name a shown item (a few of a user's thousands): comparing
+        # every pair with every item was a [items, pairs] matrix per list.
+        shown = np.zeros(len(index), bool)  # by item column: a lookup, not a search
+        shown[targets[targets >= 0]] = True
+        pairs = np.flatnonzero(shown[self._cols]).tolist()
+        if not pairs:
+            return [None] * len(items)
+        cols = self._cols[pairs].tolist()
+        positions = self._positions[pairs]
         # count / (1 + pos), as the loop this replaces divided: the same ties, to the bit.
-        values = self._counts / (1 + self._positions)
-        weights = np.where(self._cols[None, :] == targets[:, None], values, 0.0)
-        best = weights.argmax(axis=1)  # the first maximum: the nearest recent click
-        found = weights[np.arange(len(items)), best] > 0.0
-        return [
-            self._recent[int(self._positions[b])] if ok else None
-            for b, ok in zip(best.tolist(), found.tolist(), strict=True)
-        ]
+        values = (self._counts[pairs] / (1 + positions)).tolist()
+        best: dict[int, tuple[float, int]] = {}  # item column -> (value, position)
+        for col, value, pos in zip(cols, values, positions.tolist(), strict=True):
+            held = best.get(col)
+            # In pair order (nearest recent click first): a tie keeps the first.
+            if value > 0.0 and (held is None or value > held[0]):
+                best[col] = (value, pos)
+        out: list[str | None] = []
+        for target in targets.tolist():
+            found = best.get(target)
+            out.append(self._recent[found[1]] if found is not None else None)
+        return out
 
 
 class CovisitationGraph:
@@ -159,7 +173,7 @@ class CovisitationGraph:
     def neighbours(self, recent: Sequence[str], limit: int, weights: Sequence[float]) -> Neighbours:
         """The ``limit`` items co-visited most with ``recent`` (newest first), each
         recent click's row scaled by its entry in ``weights``."""
-        cols, counts, contributions, sources = [], [], [], []
+        cols, counts, scales, sources, lengths = [], [], [], [], []
         for pos, (source, weight) in enumerate(zip(recent, weights, strict=False)):
             i = self._index.get(source)
             row = self._rows[i] if i is not None else None
@@ -167,14 +181,17 @@ class CovisitationGraph:
                 continue
             cols.append(row.cols[: row.n])
             counts.append(row.vals[: row.n])
-            contributions.append(row.vals[: row.n] * weight)
+            scales.append(weight)
             sources.append(pos)
+            lengths.append(row.n)
         if not cols:
             empty = np.zeros(0)
             return Neighbours([], empty, empty.astype(np.int32), empty, empty, self._index, recent)
         col = np.concatenate(cols)
-        contribution = np.concatenate(contributions)
-        positions = np.repeat(np.array(sources), [len(c) for c in cols])
+        count = np.concatenate(counts)
+        # One product for all rows (the same products, element by element, as row by row).
+        contribution = count * np.repeat(np.array(scales, np.float64), lengths)
+        positions = np.repeat(np.array(sources), lengths)
         ids, first, scores = self._sum_by_item(col, contribution)
         if limit <= 0:
             order = ids[:0]
@@ -192,7 +209,7 @@ class CovisitationGraph:
             [names[c] for c in ids[order].tolist()],
             scores[order],
             col,
-            np.concatenate(counts),
+            count,
             positions,
             self._index,
             recent,
