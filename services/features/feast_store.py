@@ -225,7 +225,7 @@ class FeastFeatureStore:
         """``last_event_ts`` of each key from Feast's SQLite table, that column alone.
 
         Feast's SQLite ``online_read`` ignores the features asked for: it reads and parses
-        every feature of every key (a user row's 384-float embedding included), a fifth of
+        every feature of every key (a user row's 384-float embedding included), a sixth of
         a push's CPU. Same table, same keys, one indexed lookup per key here; the
         integration tests read through Feast after writing, so a change of Feast's layout
         fails them.

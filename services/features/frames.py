@@ -112,7 +112,7 @@ class Prepared(Generic[Row]):
         of :meth:`frame`, value for value, without the frame.
 
         ``types`` are the view's feature types. Feast's way (a frame, then arrow, then a
-        proto per value through its type checks) was a third of a worker's feature-write
+        proto per value through its type checks) was a quarter of a worker's feature-write
         CPU, which runs flat out at ~0.2 ms per click, holding the GIL. The types
         StreamRec's views use are built here directly; any other goes through Feast's own
         converter. ``tests/integration/test_feast_online.py`` checks that the stored rows
