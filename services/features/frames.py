@@ -18,6 +18,7 @@ from feast.protos.feast.types.Value_pb2 import FloatList, Value
 from feast.type_map import python_values_to_proto_values
 from feast.value_type import ValueType
 
+from services.features.errors import FeatureStoreError
 from services.features.model import (
     MAX_RECENT_ITEMS,
     ItemActivityFeatures,
@@ -118,6 +119,14 @@ class Prepared(Generic[Row]):
         converter. ``tests/integration/test_feast_online.py`` checks that the stored rows
         are the bytes Feast's own push writes.
         """
+        missing = sorted(set(types) - set(self.columns))
+        if missing:
+            # Feast's ingest_df refuses such a frame; rows without them would read as None.
+            raise FeatureStoreError(
+                f"the feature view {self.codec.view!r} has features {missing} that "
+                "services/features/frames.py does not write; feature_repo/ and frames.py "
+                "disagree"
+            )
         values = {
             name: _proto_values(list(column), types[name])
             for name, column in self.columns.items()
@@ -142,7 +151,8 @@ def _proto_values(column: list[Any], value_type: ValueType) -> list[Value]:
     if value_type == ValueType.STRING:
         return [Value() if v is None else Value(string_val=v) for v in column]
     if value_type == ValueType.DOUBLE:
-        return [Value() if v is None else Value(double_val=float(v)) for v in column]
+        # NaN is a missing value to Feast's converter too (v != v only for NaN).
+        return [Value() if v is None or v != v else Value(double_val=float(v)) for v in column]
     if value_type == ValueType.FLOAT_LIST:
         return [Value() if v is None else Value(float_list_val=FloatList(val=v)) for v in column]
     return list(python_values_to_proto_values(column, value_type))

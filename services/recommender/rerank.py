@@ -111,7 +111,8 @@ def mmr_batch(
         )
     batch, width = raw.shape
     index = np.arange(batch * width).reshape(batch, width)
-    return mmr_indexed(raw, counts, vectors.reshape(batch * width, -1), index, k, diversity)
+    items = vectors.reshape(batch * width, vectors.shape[2])
+    return mmr_indexed(raw, counts, items, index, k, diversity)
 
 
 def mmr_indexed(
@@ -182,8 +183,8 @@ def mmr_indexed(
     rows_items = np.take_along_axis(index, columns, axis=1)
 
     norms = np.sqrt(np.einsum("ud,ud->u", items, items))
-    used = rows_items[open_]
-    if not np.isfinite(norms[used]).all():
+    # Every candidate's, dropped or not: bad input is refused whatever the scores.
+    if not np.isfinite(norms[index[valid]]).all():
         raise ValueError("embeddings must be finite; a NaN or infinite entry has no similarity")
     inverse = np.divide(1.0, norms, out=np.zeros(norms.shape), where=norms > 0.0)
     inverse_norms = inverse[rows_items]

@@ -592,3 +592,33 @@ def test_redis_dying_after_start_raises_a_clear_error(
             store.get_user_features(["u1"])
     finally:
         store.close()
+
+
+def test_the_values_built_for_feast_are_feasts_own_for_each_type() -> None:
+    """frames.py builds the protos of the types StreamRec's views use itself: they must be
+    what Feast's converter makes, missing values (None, NaN) included."""
+    from feast.type_map import python_values_to_proto_values
+    from feast.value_type import ValueType
+
+    from services.features.frames import _proto_values
+
+    columns = {
+        ValueType.INT64: [3, None, -(2**40)],
+        ValueType.STRING: ["a", None, "«Heat»"],
+        ValueType.DOUBLE: [1.5, None, float("nan"), -0.0],
+        ValueType.FLOAT_LIST: [[0.25, -1.0], None, [1e-8]],
+    }
+    for value_type, column in columns.items():
+        ours = [v.SerializeToString() for v in _proto_values(column, value_type)]
+        feasts = python_values_to_proto_values(column, value_type)
+        assert ours == [v.SerializeToString() for v in feasts], value_type
+
+
+def test_a_view_feature_frames_does_not_write_is_refused() -> None:
+    from feast.value_type import ValueType
+
+    from services.features.frames import USERS
+
+    rows = USERS.prepare([_row("u1", 0)])
+    with pytest.raises(FeatureStoreError, match="does not write"):
+        rows.online_rows({"click_count": ValueType.INT64, "favourite_colour": ValueType.STRING})

@@ -245,3 +245,16 @@ def test_indexed_mmr_over_shared_items_gives_mmr_s_lists(diversity: float) -> No
 def test_indexed_mmr_rejects_an_index_of_another_shape() -> None:
     with pytest.raises(ValueError, match="index"):
         mmr_indexed(np.ones((2, 3)), np.array([3, 3]), np.ones((4, 2)), np.zeros((2, 2)), 2, 0.1)
+
+
+def test_an_empty_batch_or_empty_rows_give_empty_lists() -> None:
+    assert mmr_batch(np.zeros((2, 0)), np.zeros(2, int), np.zeros((2, 0, 3)), 3, 0.1) == [[], []]
+    assert mmr_batch(np.zeros((0, 5)), np.zeros(0, int), np.zeros((0, 5, 3)), 3, 0.1) == []
+
+
+def test_a_bad_embedding_is_refused_even_for_a_candidate_that_could_not_win() -> None:
+    scores = np.array([[10.0, 9.0, 8.0, 0.0]])  # the last is far below the 2nd best
+    vectors = np.eye(4)[None].copy()
+    vectors[0, 3, 0] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        mmr_batch(scores, np.array([4]), vectors, k=2, diversity=0.1)
