@@ -200,10 +200,7 @@ class FeastFeatureStore:
                 f"the feature view {codec.view!r} is not fed by the push source "
                 f"{codec.push_source!r}; feature_repo/ and services/features/frames.py disagree"
             )
-        entity_keys = [
-            EntityKey(join_keys=[codec.join_key], entity_values=[Value(string_val=k)])
-            for k in ordered
-        ]
+        entity_keys = [codec.entity_key(k) for k in ordered]
         provider = self._store._get_provider()
         found: list[Value | None]
         if isinstance(provider.online_store, SqliteOnlineStore):

@@ -71,6 +71,10 @@ class ViewCodec(Generic[Row]):
         }
         return Prepared(self, rows, columns)
 
+    def entity_key(self, key: str) -> EntityKey:
+        """``key`` as Feast's entity key of this view."""
+        return EntityKey(join_keys=[self.join_key], entity_values=[Value(string_val=key)])
+
     def refs(self, features: Sequence[str] | None = None) -> list[str]:
         """Feature references for ``get_online_features`` (all features by default)."""
         names = (*self.features, LAST_EVENT_TS) if features is None else features
@@ -132,11 +136,7 @@ class Prepared(Generic[Row]):
             for name, column in self.columns.items()
             if name in types  # a column that is not a feature of the view: Feast skips it
         }
-        join_key = self.codec.join_key
-        keys = [
-            EntityKey(join_keys=[join_key], entity_values=[Value(string_val=row.key)])
-            for row in self.rows
-        ]
+        keys = [self.codec.entity_key(row.key) for row in self.rows]
         names = list(values)
         return [
             (key, dict(zip(names, vals, strict=True)), row.event_ts, None)
