@@ -6,7 +6,6 @@ import argparse
 import logging
 import sys
 
-from services.features.store import OnlineFeatureStore
 from services.recommender.settings import WorkerSettings
 
 
@@ -28,18 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     from services.recommender.scorer import FusedScorer, Scorer, TritonScorer
     from services.recommender.shadow import ShadowLane, TritonShadowProbe, shadow_model
 
-    features: OnlineFeatureStore | None = None
+    features = None
     if not args.no_feast:
         from services.features.settings import FeatureSettings
+        from services.features.store import FeastFeatureStore
 
-        if settings.feature_writer == "process":
-            from services.features.writer_process import FeatureWriterProcess
-
-            features = FeatureWriterProcess(FeatureSettings())
-        else:
-            from services.features.store import FeastFeatureStore
-
-            features = FeastFeatureStore(FeatureSettings())
+        features = FeastFeatureStore(FeatureSettings())
 
     def served(model: str) -> Scorer:
         scorer: Scorer = TritonScorer(settings.triton_url, model, settings.scorer_timeout_s)

@@ -176,8 +176,6 @@ def create_app(
             diversity=settings.diversity,
             text_embeddings=settings.text_embeddings,
             scoring_chunk=settings.scoring_chunk or None,
-            # Off the worker's interpreter lock only in a child process (pipeline.py).
-            early_user_write=settings.feature_writer == "process",
         ),
         embeddings=embeddings,
         segments=segmenter,

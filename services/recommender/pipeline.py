@@ -14,11 +14,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -31,7 +31,7 @@ from services.contract.events import (
     Recommendation,
     RecommendedItem,
 )
-from services.features.store import ItemActivityFeatures, OnlineFeatureStore, UserFeatures
+from services.features.store import OnlineFeatureStore, UserFeatures
 from services.recommender import candidates as cand
 from services.recommender.catalog import Catalog
 from services.recommender.embeddings import EmbeddingIndex
@@ -56,8 +56,6 @@ from services.recommender.state import COVIS_WINDOW, ItemStats, UserState, UserS
 from services.recommender.timing import BatchTimer
 
 log = logging.getLogger(__name__)
-
-R = TypeVar("R")
 
 # Clicks re-ranked together (see _mmr_orders).
 MMR_CHUNK = 32
@@ -126,9 +124,6 @@ class BatchResult:
     # Newest feature row per user and a row per item clicked, for
     # :meth:`RecommenderCore.write_features`.
     features: FeatureRows = field(default_factory=FeatureRows)
-    # The user rows' write, when it started as the batch was accepted
-    # (``RankingConfig.early_user_write``); write_features awaits it.
-    user_write: asyncio.Future[int] | None = None
     # Deliveries of the batch's shared records (item-activity); await them, like the
     # recommendations, before acknowledging the batch.
     published: list[Awaitable[Any]] = field(default_factory=list)
@@ -163,13 +158,6 @@ class RankingConfig:
     # worker's choice) retries until the store answers, so an outage stalls the stream
     # (lag grows, /healthz says why) instead of crash-looping the worker.
     feature_write_attempts: int | None = None
-    # True: a batch's user rows are written while it is ranked, from when its clicks are
-    # in state (they are final then: ranking changes only the lists shown), instead of
-    # after. The worker's store writes in a child process (writer_process.py), so the
-    # write overlaps the ranking rather than waiting after it; written from threads of
-    # the worker's own process it would hold the interpreter lock the ranking needs.
-    # False in unit tests, which run each call in an event loop of its own.
-    early_user_write: bool = False
 
 
 class Segmenter(Protocol):
@@ -240,32 +228,6 @@ class RecommenderCore:
         accepted, latest = await self._accept(batch, result)
         if not accepted:
             return result
-        result.features = FeatureRows(self._user_rows(accepted))
-        if self.config.early_user_write and self.features is not None:
-            write = self._retrying(self.features.push_user_features, result.features.users)
-            result.user_write = asyncio.ensure_future(write)
-        try:
-            await self._rank(accepted, latest, result)
-        except BaseException:
-            if result.user_write is not None:  # the batch fails: it is read again
-                result.user_write.cancel()
-            raise
-        result.users = latest
-        if not self.defer_state:
-            self.save_users(result)
-        # Apply what has arrived since the batch started (here, in-process, the batch's own
-        # clicks) so the item rows written next count as much as is known.
-        self.shared.sync()
-        result.features.items = self._item_rows()
-        result.timer.lap("feature_rows")
-        return result
-
-    async def _rank(
-        self,
-        accepted: list[_Accepted],
-        latest: dict[str, tuple[UserState, int]],
-        result: BatchResult,
-    ) -> None:
         # Ranked in chunks of at most ``scoring_chunk`` clicks, one scorer request each,
         # pipelined: the next chunk's candidates are built while the scorer ranks this
         # one, and this one's lists are made while it ranks the next. Every click of the
@@ -287,6 +249,15 @@ class RecommenderCore:
         finally:
             for _, task in in_flight:  # a failed chunk: no request is left running
                 task.cancel()
+        result.users = latest
+        if not self.defer_state:
+            self.save_users(result)
+        # Apply what has arrived since the batch started (here, in-process, the batch's own
+        # clicks) so the item rows written next count as much as is known.
+        self.shared.sync()
+        result.features = self._feature_rows(accepted)
+        result.timer.lap("feature_rows")
+        return result
 
     def _chunk(
         self,
@@ -361,7 +332,7 @@ class RecommenderCore:
         self._put_users(latest)
         self.shared.sync()
         if accepted:
-            result.features = FeatureRows(self._user_rows(accepted), self._item_rows())
+            result.features = self._feature_rows(accepted)
         return result
 
     async def _accept(
@@ -648,27 +619,19 @@ class RecommenderCore:
         if self._awaiting.remove(record.event_id):
             self._rows_due[record.item_id] = None
 
-    def _user_rows(self, accepted: list[_Accepted]) -> list[UserFeatures]:
-        """Each user's newest row (a user's later click in the batch saw more)."""
-        newest: dict[str, _Accepted] = {}
+    def _feature_rows(self, accepted: list[_Accepted]) -> FeatureRows:
+        """Each user's newest row, and the rows of the items this worker's clicks counted
+        in since the last batch (with the feed, a batch's own clicks come back later)."""
+        newest: dict[str, _Accepted] = {}  # a user's later click in the batch saw more
         for acc in accepted:
             newest[acc.click.event.user_id] = acc
-        return [
+        items, self._rows_due = self._rows_due, {}
+        users: list[UserFeatures] = [
             user_row(user_id, acc.user, acc.vector, acc.segment) for user_id, acc in newest.items()
         ]
-
-    def _item_rows(self) -> list[ItemActivityFeatures]:
-        """The rows of the items this worker's clicks counted in since the last batch
-        (with the feed, a batch's own clicks come back later)."""
-        items, self._rows_due = self._rows_due, {}
         windows = self.shared.applier.item_windows
         rows = (item_activity_row(item, self.stats, windows) for item in items)
-        return [row for row in rows if row is not None]
-
-    def _retrying(self, push: Callable[[Sequence[R]], int], rows: Sequence[R]) -> Awaitable[int]:
-        return push_with_retries(
-            push, rows, attempts=self.config.feature_write_attempts, outage=self.store_outage
-        )
+        return FeatureRows(users, [row for row in rows if row is not None])
 
     async def write_features(self, result: BatchResult) -> None:
         """One push of user rows and one of item rows per batch, each retried with backoff
@@ -676,8 +639,10 @@ class RecommenderCore:
         is acknowledged only after, so no offset is committed past an unwritten row."""
         if self.features is None:
             return
-        if result.user_write is not None:  # started as the batch was accepted
-            await result.user_write
-        else:
-            await self._retrying(self.features.push_user_features, result.features.users)
-        await self._retrying(self.features.push_item_activity, result.features.items)
+        retry = partial(
+            push_with_retries,
+            attempts=self.config.feature_write_attempts,
+            outage=self.store_outage,
+        )
+        await retry(self.features.push_user_features, result.features.users)
+        await retry(self.features.push_item_activity, result.features.items)

@@ -102,13 +102,6 @@ class WorkerSettings(BaseSettings):
         "next chunk's candidates built while the scorer ranks the last; 0 sends one "
         "request per batch",
     )
-    # Flat out the worker is bound by its interpreter lock, and the feature writes' Python
-    # held it a sixth of the time (services/features/writer_process.py).
-    feature_writer: Literal["process", "thread"] = Field(
-        default="process",
-        description="run the Feast writes in a child process (`process`, off the worker's "
-        "interpreter lock) or in the worker's own threads (`thread`)",
-    )
     top_k: int = Field(default=10, description="items per recommendation")
     max_candidates: int = Field(default=100, description="candidates the scorer ranks per click")
     recent_items: int = Field(default=50, description="recent items kept per user")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import numpy as np
 import pytest
@@ -182,65 +181,6 @@ def test_features_are_written_once_per_batch_with_the_latest_row_per_user() -> N
     assert rows["u1"] is not None and rows["u1"].click_count == 2
     assert rows["u1"].recent_items[:2] == ("b", "a") and rows["u1"].last_item_id == "b"
     assert rows["u2"] is not None and rows["nobody"] is None
-
-
-class StoreWatchingScorer:
-    """Ranks as the fallback does, once it has watched (briefly) for ``user``'s row in
-    ``store``; ``found`` says whether the row was there while the batch was ranked."""
-
-    def __init__(self, store: InMemoryFeatureStore, user: str, fail: bool = False) -> None:
-        self.store, self.user, self.fail = store, user, fail
-        self.found = False
-
-    async def score(self, batch: ScoringBatch) -> Scored:
-        if self.fail:
-            raise RuntimeError("a defect mid-batch")  # not a ScorerError: the batch fails
-        for _ in range(50):
-            if self.store.get_user_features([self.user])[self.user] is not None:
-                self.found = True
-                break
-            await asyncio.sleep(0.01)
-        return Scored(batch.features[..., 0], "scorer:watching")
-
-
-@pytest.mark.parametrize("early", [True, False])
-def test_user_rows_are_written_while_the_batch_is_ranked_when_asked(early: bool) -> None:
-    store = InMemoryFeatureStore()
-    core = in_memory_core(features=store, config=RankingConfig(early_user_write=early))
-    watcher = StoreWatchingScorer(store, "u1")
-    core.scorer = CircuitBreaker(watcher, LinearScorer())
-
-    async def batch() -> None:
-        result = await core.process([click("e1", "u1", "a", 0), click("e2", "u1", "b", 1)])
-        assert watcher.found is early
-        await core.write_features(result)
-
-    run(batch())
-    row = store.get_user_features(["u1"])["u1"]
-    assert row is not None and row.click_count == 2 and row.recent_items[:2] == ("b", "a")
-    assert store.get_item_activity(["a"])["a"] is not None  # the item rows too, after
-
-
-class SlowStore(InMemoryFeatureStore):
-    def push_user_features(self, rows):  # type: ignore[no-untyped-def]
-        time.sleep(0.3)  # in its thread: still writing when the batch fails
-        return super().push_user_features(rows)
-
-
-def test_a_batch_that_fails_after_its_early_user_write_leaves_no_task_behind() -> None:
-    store = SlowStore()
-    core = in_memory_core(features=store, config=RankingConfig(early_user_write=True))
-    core.scorer = CircuitBreaker(StoreWatchingScorer(store, "u1", fail=True), LinearScorer())
-    left: list[asyncio.Task[object]] = []
-
-    async def batch() -> None:
-        with pytest.raises(RuntimeError, match="mid-batch"):
-            await core.process([click("e1", "u1", "a")])
-        await asyncio.sleep(0.05)
-        left.extend(t for t in asyncio.all_tasks() if t is not asyncio.current_task())
-
-    run(batch())
-    assert left == []
 
 
 class FlakyStore(InMemoryFeatureStore):
