@@ -87,13 +87,13 @@ def generate(
     # Co-visitation neighbours beyond their share fill whatever is still free.
     take(covis_items[taken:], "covisitation", limit)
     items = list(chosen)
-    # Column by column, vectorised: a per-candidate loop of log1p/exp calls was a fifth
-    # of the worker's time per click.
+    # Column by column, by item column: one id lookup per candidate, then gathers (a dict
+    # lookup per candidate and feature was a quarter of this function's time).
     feats = np.empty((len(items), NUM_FEATURES), np.float32)
-    get_covis, get_pop = neighbours.get, stats.popularity.get
-    feats[:, 0] = [get_covis(item, 0.0) for item in items]
-    feats[:, 1] = [get_pop(item, 0) for item in items]
-    feats[:, 2] = stats.trending_many(items)
+    ids = stats.item_ids(items)
+    feats[:, 0] = neighbours.scores_of(ids)
+    feats[:, 1] = stats.popularity_of(ids)
+    feats[:, 2] = stats.trending_of(ids)
     np.log1p(feats[:, :3], out=feats[:, :3])
     feats[:, 3] = segment.affinities(items) if segment is not None else 0.0
     return Candidates(

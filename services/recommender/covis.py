@@ -74,10 +74,13 @@ class Neighbours:
         positions: np.ndarray,
         index: Mapping[str, int],
         recent: Sequence[str],
+        ids: np.ndarray | None = None,
     ) -> None:
         self.items = items  # the top items, strongest first
         self.scores = scores  # float64, aligned with ``items``
-        self._score_of = dict(zip(items, scores.tolist(), strict=True))
+        # The top items' columns in the graph's index, aligned with ``items``.
+        self.ids = ids if ids is not None else np.array([index[i] for i in items], np.int64)
+        self._score_of: dict[str, float] | None = None  # built on the first ``get``
         # Every pair summed: neighbour, its count in the source's row, the source's position.
         self._cols, self._counts, self._positions = cols, counts, positions
         self._index, self._recent = index, recent
@@ -89,7 +92,16 @@ class Neighbours:
         return iter(self.items)
 
     def get(self, item: str, default: float = 0.0) -> float:
+        if self._score_of is None:
+            self._score_of = dict(zip(self.items, self.scores.tolist(), strict=True))
         return self._score_of.get(item, default)
+
+    def scores_of(self, ids: np.ndarray) -> np.ndarray:
+        """:meth:`get` of many items by their column in the graph's index (-1: an item the
+        graph does not know), as float64: a scatter and a gather, not a dict per list."""
+        by_col = np.zeros(len(self._index) + 1, np.float64)  # the last slot is id -1's
+        by_col[self.ids] = self.scores
+        return by_col[ids]
 
     def strongest_sources(self, items: Sequence[str]) -> list[str | None]:
         """For each item, the recent click that contributes most to its score (the nearer
@@ -130,6 +142,16 @@ class CovisitationGraph:
         self._index: dict[str, int] = {}
         self._names: list[str] = []  # interned: one copy of each id for every row
         self._rows: list[_Row | None] = []
+
+    @property
+    def index(self) -> Mapping[str, int]:
+        """Item id -> its column: the item's position in every per-item array of
+        ``ItemStats`` too (read-only)."""
+        return self._index
+
+    def register(self, item: str) -> int:
+        """``item``'s column, assigned on first sight (with no row yet)."""
+        return self._id(item)
 
     def _id(self, item: str) -> int:
         i = self._index.get(item)
@@ -186,7 +208,16 @@ class CovisitationGraph:
             lengths.append(row.n)
         if not cols:
             empty = np.zeros(0)
-            return Neighbours([], empty, empty.astype(np.int32), empty, empty, self._index, recent)
+            return Neighbours(
+                [],
+                empty,
+                empty.astype(np.int32),
+                empty,
+                empty,
+                self._index,
+                recent,
+                ids=empty.astype(np.int64),
+            )
         col = np.concatenate(cols)
         count = np.concatenate(counts)
         # One product for all rows (the same products, element by element, as row by row).
@@ -204,15 +235,16 @@ class CovisitationGraph:
                 keep = np.flatnonzero(scores >= cut)
             # Largest first; a tie to the item met first, as the dict it replaces had them.
             order = keep[np.lexsort((first[keep], -scores[keep]))][:limit]
-        names = self._names
+        names, top = self._names, ids[order]
         return Neighbours(
-            [names[c] for c in ids[order].tolist()],
+            [names[c] for c in top.tolist()],
             scores[order],
             col,
             count,
             positions,
             self._index,
             recent,
+            ids=top,
         )
 
     def _sum_by_item(

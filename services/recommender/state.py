@@ -197,6 +197,9 @@ class ItemStats:
         self.now = 0.0
         self._ranked_cache: dict[str, tuple[int, list[str]]] = {}  # kind -> (at, items)
         self._observed = 0
+        # The same counts by item column (``item_ids``), for candidate features: a gather
+        # per list instead of a dict lookup per candidate and feature.
+        self._by_id = np.zeros((3, 1024), np.float64)  # popularity, trend value, trend at
 
     def observe(self, item_id: str, previous: list[str], ts: float) -> None:
         """Count a click on ``item_id`` whose user had clicked ``previous`` (newest first)."""
@@ -209,10 +212,20 @@ class ItemStats:
         item_id = sys.intern(item_id)
         self.popularity[item_id] += 1
         value, at = self._trend.get(item_id, (0.0, ts))
-        self._trend[item_id] = (value * math.exp(-self._decay * max(0.0, ts - at)) + 1.0, ts)
+        trend = self._trend[item_id] = (
+            value * math.exp(-self._decay * max(0.0, ts - at)) + 1.0,
+            ts,
+        )
         for pos, other in enumerate(previous[:COVIS_WINDOW]):
             if other != item_id:
                 self._covis.add(item_id, other, 1.0 / (1 + pos))
+        column = self._covis.register(item_id)
+        # Every column the graph has handed out (``previous`` items too) has a slot.
+        if len(self._covis.index) > self._by_id.shape[1]:
+            grown = np.zeros((3, 2 * len(self._covis.index)), np.float64)
+            grown[:, : self._by_id.shape[1]] = self._by_id
+            self._by_id = grown
+        self._by_id[:, column] = (self.popularity[item_id], *trend)
 
     def trending(self, item_id: str) -> float:
         value, at = self._trend.get(item_id, (0.0, self.now))
@@ -227,6 +240,22 @@ class ItemStats:
             2 * len(item_ids),
         ).reshape(-1, 2)  # a third of the time of asarray on a list of tuples
         return pairs[:, 0] * np.exp(-self._decay * np.maximum(0.0, now - pairs[:, 1]))
+
+    def item_ids(self, item_ids: Sequence[str]) -> np.ndarray:
+        """Each item's column (int64), -1 for an item never clicked: the index into
+        :meth:`popularity_of`, :meth:`trending_of` and ``Neighbours.scores_of``."""
+        get = self._covis.index.get
+        return np.fromiter((get(item, -1) for item in item_ids), np.int64, len(item_ids))
+
+    def popularity_of(self, ids: np.ndarray) -> np.ndarray:
+        """``popularity`` of items by column (float64; 0 for -1)."""
+        return np.where(ids >= 0, self._by_id[0, ids], 0.0)
+
+    def trending_of(self, ids: np.ndarray) -> np.ndarray:
+        """:meth:`trending_many` of items by column: the same float64s, bit for bit."""
+        value = np.where(ids >= 0, self._by_id[1, ids], 0.0)
+        at = np.where(ids >= 0, self._by_id[2, ids], self.now)
+        return value * np.exp(-self._decay * np.maximum(0.0, self.now - at))
 
     def top_trending(self, n: int) -> list[str]:
         return self._ranked("trending", n, self.trending)
