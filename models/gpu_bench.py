@@ -6,8 +6,9 @@ It first reports what the machine offers for the production GPU path (TensorRT, 
 onnxruntime providers); where TensorRT is installed, ``python -m models.tensorrt_build``
 is the command that compiles the engines. Then it times both models in torch on CUDA,
 fp32 and fp16, at the stream's shapes (encoder: 64 texts of 32 and 128 tokens; ranker:
-a micro-batch of 256 users × 50 history items × 100 candidates), and checks fp16 against
-fp32 on the CPU: cosine for the encoder, max abs difference for the ranker.
+a micro-batch of 256 users × 50 history items × 100 candidates), the ranker in fp16 also
+replayed as one CUDA graph, and checks fp16 against fp32 on the CPU: cosine for the
+encoder, max abs difference for the ranker.
 """
 
 from __future__ import annotations
@@ -94,6 +95,23 @@ def bench_encoder(model_dir: Path, repeats: int) -> dict[str, Any]:
     return out
 
 
+def _captured(model: Any, inputs: list[torch.Tensor]) -> tuple[Any, torch.Tensor]:
+    """``model(*inputs)`` captured as a CUDA graph (after warm-ups on a side stream, as
+    capture requires), and the output tensor each replay rewrites."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(3):
+            model(*inputs)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = model(*inputs)
+    graph.replay()
+    torch.cuda.synchronize()
+    return graph, out
+
+
 def bench_ranker(checkpoint: Path, repeats: int) -> dict[str, Any]:
     from models.ranker import IndexedRanker
     from models.ranker_training import RankerRecommender
@@ -118,12 +136,20 @@ def bench_ranker(checkpoint: Path, repeats: int) -> dict[str, Any]:
             ms32 = _time(lambda: gpu32(*g), repeats, True)  # noqa: B023  # timed at once
             ms16 = _time(lambda: gpu16(*g16), repeats, True)  # noqa: B023
             ms_cpu = _time(lambda: cpu(items, hist, cand, side), 3, False)  # noqa: B023
+            graph16, graph_out = _captured(gpu16, g16)
+            graph_diff = float((graph_out.float().cpu() - ref).abs().max())
+            ms_graph16 = _time(graph16.replay, repeats, True)
         out[f"users{users}"] = {
             "gpu_fp32_ms": round(ms32, 3),
             "gpu_fp16_ms": round(ms16, 3),
             "cpu_fp32_torch_ms": round(ms_cpu, 2),
             "gpu_fp16_users_per_s": round(users / ms16 * 1000),
             "gpu_fp32_users_per_s": round(users / ms32 * 1000),
+            # One CUDA graph replay per call: the kernels without a launch each from
+            # Python, what TensorRT's engines (or Triton's CUDA-graph option) also remove.
+            "gpu_fp16_cuda_graph_ms": round(ms_graph16, 3),
+            "gpu_fp16_cuda_graph_users_per_s": round(users / ms_graph16 * 1000),
+            "fp16_cuda_graph_max_abs_diff_vs_cpu_fp32": round(graph_diff, 5),
             "fp16_max_abs_diff_vs_cpu_fp32": round(diff, 5),
             "fp32_max_abs_diff_vs_cpu_fp32": round(diff32, 6),
             "score_range": [round(float(ref.min()), 3), round(float(ref.max()), 3)],
