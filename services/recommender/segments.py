@@ -103,8 +103,12 @@ class UserSegmenter:
         self._observed: dict[int, int] = {}  # segment -> observations, for cache refresh
         self._favourites: dict[int, tuple[int, int, list[str]]] = {}  # (observed, n, top)
         # ``_counts`` again as arrays, for :meth:`affinities`: item -> column, and
-        # [segment, (decayed count, at), column]; a pruned item's slot is zeroed.
+        # [segment, (decayed count, at), column]; a pruned item's slot is zeroed. A column
+        # is freed for reuse once no segment counts its item, so the arrays stay within
+        # ``n_segments * max_items`` columns however large the catalog.
         self._columns: dict[str, int] = {}
+        self._holders: list[int] = []  # per column: how many segments count its item
+        self._free: list[int] = []
         self._by_column = np.zeros((config.n_segments, 2, 256), np.float64)
 
     # -- segments ------------------------------------------------------------------------
@@ -209,29 +213,46 @@ class UserSegmenter:
         self.now = max(self.now, ts)
         item_id = sys.intern(item_id)  # one copy of each id, not one per record (ItemStats)
         items = self._counts.setdefault(segment, {})
-        value, at = items.get(item_id, (0.0, ts))
+        held = items.get(item_id)
+        value, at = held if held is not None else (0.0, ts)
         # A late event decays nothing and counts in full at the stored time, like ItemStats.
         entry = items[item_id] = (
             value * math.exp(-self._decay * max(0.0, ts - at)) + 1.0,
             max(at, ts),
         )
-        column = self._column(item_id)  # first: it may grow ``_by_column``
-        self._by_column[segment, :, column] = entry
+        self._put(segment, item_id, entry, new=held is None)
         self._observed[segment] = self._observed.get(segment, 0) + 1
         if len(items) > self.config.max_items:
             keep = heapq.nlargest(self.config.keep_items, items, key=self._scorer(items))
-            self._counts[segment] = {item: items[item] for item in keep}
+            kept = self._counts[segment] = {item: items[item] for item in keep}
             self._favourites.pop(segment, None)  # may name pruned items
-            pruned = [self._columns[item] for item in items if item not in self._counts[segment]]
-            self._by_column[segment, :, pruned] = 0.0
+            for item in items:
+                if item not in kept:
+                    self._drop(segment, item)
 
-    def _column(self, item_id: str) -> int:
-        column = self._columns.setdefault(item_id, len(self._columns))
-        if column >= self._by_column.shape[2]:
-            grown = np.zeros((*self._by_column.shape[:2], 2 * column), np.float64)
-            grown[:, :, : self._by_column.shape[2]] = self._by_column
-            self._by_column = grown
-        return column
+    def _put(self, segment: int, item_id: str, entry: tuple[float, float], new: bool) -> None:
+        """Mirror ``_counts[segment][item_id] = entry`` in the arrays (``new``: the
+        segment did not count the item before)."""
+        column = self._columns.get(item_id)
+        if column is None:
+            column = self._columns[item_id] = self._free.pop() if self._free else len(self._holders)
+            if column == len(self._holders):
+                self._holders.append(0)
+            if column >= self._by_column.shape[2]:
+                grown = np.zeros((*self._by_column.shape[:2], 2 * column), np.float64)
+                grown[:, :, : self._by_column.shape[2]] = self._by_column
+                self._by_column = grown
+        self._by_column[segment, :, column] = entry
+        self._holders[column] += new
+
+    def _drop(self, segment: int, item_id: str) -> None:
+        """Mirror the pruning of ``item_id`` from a segment's counts in the arrays."""
+        column = self._columns[item_id]
+        self._by_column[segment, :, column] = 0.0
+        self._holders[column] -= 1
+        if not self._holders[column]:  # no segment counts it: the column is free
+            del self._columns[item_id]
+            self._free.append(column)
 
     def favourites(self, segment: int, n: int) -> list[str]:
         """The segment's ``n`` items with the highest decayed counts, best first.
@@ -338,7 +359,6 @@ class UserSegmenter:
         for s, items in segmenter._counts.items():
             segmenter._check(s)
             for item, entry in items.items():
-                column = segmenter._column(item)
-                segmenter._by_column[s, :, column] = entry
+                segmenter._put(s, item, entry, new=True)
         segmenter._observed = {int(s): int(n) for s, n in state["observed"].items()}
         return segmenter

@@ -83,6 +83,29 @@ def test_features_by_item_column_equal_the_dict_lookups_bit_for_bit() -> None:
     assert all(len(items) <= config.max_items for items in segmenter._counts.values())
 
 
+def test_the_segment_arrays_stay_bounded_on_a_large_catalog() -> None:
+    """Columns of items no segment counts any more are reused: 20,000 distinct items
+    through 2 segments of at most 12 counts need at most 24 columns."""
+    config = SegmentConfig(n_segments=2, max_items=12, keep_items=8)
+    segmenter = UserSegmenter(config)
+    rng = random.Random(7)
+    for k in range(20_000):
+        segmenter.observe(k % 2, f"i{k}" if k % 3 else f"hot{rng.randrange(4)}", float(k))
+    counted = {item for items in segmenter._counts.values() for item in items}
+    assert set(segmenter._columns) == counted
+    assert len(segmenter._holders) <= config.n_segments * config.max_items
+    assert segmenter._by_column.shape[2] == 256  # never grown from its first size
+    items = [*counted, "i5", "never"]
+    assert (
+        segmenter.affinities(0, items).tobytes()
+        == reference_affinities(segmenter, 0, items).tobytes()
+    )
+    assert (
+        segmenter.affinities(1, items).tobytes()
+        == reference_affinities(segmenter, 1, items).tobytes()
+    )
+
+
 def test_a_pruned_items_affinity_is_zero_again() -> None:
     config = SegmentConfig(n_segments=1, max_items=3, keep_items=2)
     segmenter = UserSegmenter(config)
