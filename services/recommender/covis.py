@@ -98,10 +98,21 @@ class Neighbours:
 
     def scores_of(self, ids: np.ndarray) -> np.ndarray:
         """:meth:`get` of many items by their column in the graph's index (-1: an item the
-        graph does not know), as float64: a scatter and a gather, not a dict per list."""
-        by_col = np.zeros(len(self._index) + 1, np.float64)  # the last slot is id -1's
-        by_col[self.ids] = self.scores
-        return by_col[ids]
+        graph does not know), as float64: array lookups, not a dict per list."""
+        n = len(self._index) + 1
+        if n <= DENSE_FACTOR * max(1, len(self._cols)):
+            # A catalog no larger than the pairs already summed: scatter, then gather.
+            by_col = np.zeros(n, np.float64)  # the last slot is id -1's
+            by_col[self.ids] = self.scores
+            return by_col[ids]
+        # A large catalog: a search in the (short) sorted top list, not a catalog-wide array
+        # per click.
+        if not len(self.ids):
+            return np.zeros(len(ids), np.float64)
+        order = np.argsort(self.ids)
+        top = self.ids[order]
+        at = np.minimum(np.searchsorted(top, ids), len(top) - 1)
+        return np.where(top[at] == ids, self.scores[order][at], 0.0)
 
     def strongest_sources(self, items: Sequence[str]) -> list[str | None]:
         """For each item, the recent click that contributes most to its score (the nearer

@@ -15,8 +15,10 @@ from functools import partial
 from itertools import chain
 
 import numpy as np
+import pytest
 
 from services.recommender import candidates as cand
+from services.recommender import covis
 from services.recommender.segments import SegmentConfig, UserSegmenter
 from services.recommender.state import COVIS_WINDOW, ItemStats, UserState
 
@@ -44,7 +46,12 @@ def reference_features(
     return feats
 
 
-def test_features_by_item_column_equal_the_dict_lookups_bit_for_bit() -> None:
+@pytest.mark.parametrize("dense_factor", [8, 0], ids=["scatter", "search"])
+def test_features_by_item_column_equal_the_dict_lookups_bit_for_bit(
+    dense_factor: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Both ways ``Neighbours.scores_of`` looks scores up (small and large catalogs).
+    monkeypatch.setattr(covis, "DENSE_FACTOR", dense_factor)
     rng = random.Random(4)
     config = SegmentConfig(n_segments=3, max_items=12, keep_items=8, refresh_every=5)
     stats, segmenter = ItemStats(half_life_s=600.0), UserSegmenter(config)
