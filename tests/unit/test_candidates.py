@@ -33,6 +33,15 @@ def reference_affinities(segmenter: UserSegmenter, segment: int, items: list[str
     return np.log1p(decayed).astype(np.float32)
 
 
+def reference_trending(stats: ItemStats, items: list[str]) -> np.ndarray:
+    """The dict version of ``ItemStats.trending_of`` (``trending_many``, before 2026-11-25)."""
+    get, now = stats._trend.get, stats.now
+    pairs = np.fromiter(
+        chain.from_iterable(get(item, (0.0, now)) for item in items), np.float64, 2 * len(items)
+    ).reshape(-1, 2)
+    return pairs[:, 0] * np.exp(-stats._decay * np.maximum(0.0, now - pairs[:, 1]))
+
+
 def reference_features(
     c: cand.Candidates, stats: ItemStats, segmenter: UserSegmenter, segment: int | None
 ) -> np.ndarray:
@@ -40,7 +49,7 @@ def reference_features(
     assert c.neighbours is not None
     feats[:, 0] = [c.neighbours.get(item, 0.0) for item in c.items]
     feats[:, 1] = [stats.popularity.get(item, 0) for item in c.items]
-    feats[:, 2] = stats.trending_many(c.items)
+    feats[:, 2] = reference_trending(stats, c.items)
     np.log1p(feats[:, :3], out=feats[:, :3])
     feats[:, 3] = 0.0 if segment is None else reference_affinities(segmenter, segment, c.items)
     return feats
