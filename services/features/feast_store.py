@@ -3,6 +3,7 @@ features."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -32,6 +33,8 @@ from services.features.model import (
 from services.features.offline import OfflineLog
 from services.features.repo import build_feast_store
 from services.features.settings import FeatureSettings
+
+log = logging.getLogger(__name__)
 
 
 class FeastFeatureStore:
@@ -70,6 +73,7 @@ class FeastFeatureStore:
             # Fail at start-up rather than on the first event.
             self._check_reachable()
             self._store = store if store is not None else build_feast_store(settings)
+            self._tune_sqlite()
             if settings.offline_log:
                 with self._translate_errors():
                     self._offline = OfflineLog(
@@ -250,6 +254,22 @@ class FeastFeatureStore:
             value.ParseFromString(blob)
             values[bytes(key)] = value
         return [values.get(k) for k in serialized]
+
+    def _tune_sqlite(self) -> None:
+        """Write-ahead logging on Feast's SQLite connection, synced as the settings say
+        (``FeatureSettings.sqlite_synchronous``): the mode stays with the file, the sync
+        level with this connection, which Feast keeps for every later read and write."""
+        online = self._store._get_provider().online_store
+        if not isinstance(online, SqliteOnlineStore):
+            return
+        with self._translate_errors():
+            conn = online._get_conn(self._store.config)
+            (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
+            if mode != "wal":
+                # SQLite keeps the old mode where WAL cannot work (no shared memory, as on
+                # some network filesystems): still correct, only slower.
+                log.warning("%s stays in %s journal mode (WAL refused)", self._where, mode)
+            conn.execute(f"PRAGMA synchronous={self._settings.sqlite_synchronous.upper()}")
 
     def _default_lock(self) -> WriteLock:
         if self._redis is not None:

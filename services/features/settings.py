@@ -42,6 +42,19 @@ class FeatureSettings(BaseSettings):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_]*$",
         description="Feast project: keys in a shared Redis stay apart per project",
     )
+    # Each push is one SQLite transaction. Feast opens the file in rollback-journal mode
+    # with full sync: a push's commit waited for several fsyncs, about a quarter of a
+    # 10-row push (docs/BENCHMARKS.md, session 21). The worker turns on write-ahead logging,
+    # which keeps a commit atomic and lets readers (the dashboard, `streamrec features`) read
+    # while it writes; `normal` then syncs at checkpoints, not at every commit. A crash
+    # of the process loses nothing committed; a power cut or kernel crash may lose the last
+    # commits, which the store's next pushes rewrite (each push holds a user's or item's
+    # whole row), as Redis without persistence would. `full` syncs every commit.
+    sqlite_synchronous: Literal["normal", "full"] = Field(
+        default="normal",
+        description="SQLite online store (write-ahead log): `normal` syncs at checkpoints, "
+        "`full` at every push",
+    )
     # The offline log (parquet parts under data_dir, read by get_historical_features for
     # training) gets the rows each push writes online. They are buffered and flushed as one
     # part when this many are waiting or the oldest has waited this long (checked on each

@@ -240,6 +240,32 @@ def test_push_then_read_round_trips(store_for: StoreFactory, backend: Backend) -
     assert got["u2"] == _row("u2", 0, "x")
 
 
+@pytest.mark.parametrize(("synchronous", "level"), [("normal", 1), ("full", 2)])
+def test_sqlite_writes_ahead_and_syncs_as_configured(
+    settings_for: SettingsFactory, store_for: StoreFactory, synchronous: str, level: int
+) -> None:
+    """The SQLite store commits to a write-ahead log, synced as the setting says, and a
+    push is visible at once to a reader in another connection (another process's)."""
+    import sqlite3
+
+    settings = settings_for("sqlite").model_copy(update={"sqlite_synchronous": synchronous})
+    store = store_for(settings)
+    conn = store.feast._get_provider().online_store._get_conn(store.feast.config)
+    assert conn.execute("PRAGMA synchronous").fetchone() == (level,)
+    assert store.push_user_features([_row("u1", 0, "a")]) == 1
+    reader = sqlite3.connect(settings.sqlite_path)
+    try:
+        # The mode is the file's: every connection to it, Feast's readers too, uses it.
+        assert reader.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        table = f"{settings.project}_user_activity"
+        (rows,) = reader.execute(f'SELECT count(*) FROM "{table}"').fetchone()
+        assert rows > 0
+    finally:
+        reader.close()
+    assert Path(f"{settings.sqlite_path}-wal").exists()
+    assert store.get_user_features(["u1"])["u1"] == _row("u1", 0, "a")
+
+
 def _sqlite_rows(settings: FeatureSettings) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of each view's table, as Feast's SQLite store holds them (no created_ts)."""
     import sqlite3
