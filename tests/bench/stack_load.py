@@ -340,7 +340,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ensure_topics(kafka, 1, topics=(ECHO_IN, ECHO_OUT, WARMUP_TOPIC))
         produce_events(kafka, ITEMS, items)
-        urls = [f"http://{settings.host}:{settings.worker_web_port}/healthz"]
+        # Every worker's page: with several, each takes only its share of the catalog events.
+        urls = [
+            f"http://{settings.host}:{settings.worker_web_port + i}/healthz"
+            for i in range(settings.workers)
+        ]
         wait_for_catalog(WorkerProbe(urls), len(items), len(items), timeout_s=120)
         run_id = uuid.uuid4().hex[:8]
         print(f"warm-up: {args.warmup} clicks", flush=True)
