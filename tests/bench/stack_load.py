@@ -4,8 +4,9 @@
                                      [--flat-out 20000] [--runs 3] [--out results.json]
 
 Starts the embedded stack (tansu, tritonserver, one worker; ports from ``STREAMREC_``
-variables) unless one is running, loads the ml-100k catalog, warms the worker up, then,
-``--runs`` times over, in this order:
+variables; an empty feature store, see ``fresh_feature_store``) unless one is running,
+loads the ml-100k catalog, warms the worker up, then, ``--runs`` times over, in this
+order:
 
 1. **echo**: a bare Faust consume→produce echo (``tests.bench.echo_app``, the worker's
    transport and batching, no work) at 200 messages/s through the same broker, then
@@ -33,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -154,6 +156,22 @@ def listen_from_end(kafka: KafkaSettings, topic: str) -> Consumer:
 
 def relabel(clicks: Sequence[ClickEvent], prefix: str) -> list[ClickEvent]:
     return [c.model_copy(update={"event_id": f"{prefix}-{i}"}) for i, c in enumerate(clicks)]
+
+
+def fresh_feature_store(settings: StackSettings) -> None:
+    """Point the stack about to start at an empty Feast store of its own.
+
+    Every invocation replays the same ml-100k clicks, event times included, and the store
+    writes a row only if it is newer than the stored one (latest event wins). On a store
+    kept from an earlier invocation the workers therefore wrote almost nothing, so every
+    invocation but the first on a ``.run`` skipped the feature write's real cost
+    (session 21, docs/BENCHMARKS.md). An explicit ``STREAMREC_FEAST_DATA_DIR`` is kept.
+    """
+    if "STREAMREC_FEAST_DATA_DIR" in os.environ:
+        return
+    folder = settings.run_dir / "bench-feast"
+    shutil.rmtree(folder, ignore_errors=True)
+    os.environ["STREAMREC_FEAST_DATA_DIR"] = str(folder)  # the workers inherit it
 
 
 def start_echo(settings: StackSettings) -> subprocess.Popen[bytes]:
@@ -335,7 +353,14 @@ def main(argv: list[str] | None = None) -> int:
     started_here = supervisor_pid(settings) is None
     if started_here:
         print("starting the embedded stack", flush=True)
+        fresh_feature_store(settings)
         up_detached(settings)
+    else:
+        print(
+            "using the running stack: its feature store may already hold these clicks' event "
+            "times, and then writes none of their rows (see fresh_feature_store)",
+            flush=True,
+        )
     echo = None
     try:
         ensure_topics(kafka, 1, topics=(ECHO_IN, ECHO_OUT, WARMUP_TOPIC))
