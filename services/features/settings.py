@@ -44,12 +44,13 @@ class FeatureSettings(BaseSettings):
     )
     # Each push is one SQLite transaction. Feast opens the file in rollback-journal mode
     # with full sync: a push's commit waited for several fsyncs, about a quarter of a
-    # 10-row push (docs/BENCHMARKS.md, session 21). The worker turns on write-ahead logging,
-    # which keeps a commit atomic and lets readers (the dashboard, `streamrec features`) read
-    # while it writes; `normal` then syncs at checkpoints, not at every commit. A crash
-    # of the process loses nothing committed; a power cut or kernel crash may lose the last
-    # commits, which the store's next pushes rewrite (each push holds a user's or item's
-    # whole row), as Redis without persistence would. `full` syncs every commit.
+    # 10-row push (docs/BENCHMARKS.md, session 21). The store turns on write-ahead logging,
+    # which keeps a commit atomic and lets readers in other processes (Feast's
+    # `get_online_features`) read while a worker writes; `normal` then syncs at
+    # checkpoints, not at every commit. A crash of the process loses nothing committed; a
+    # power cut or kernel crash may lose the last commits, which the store's next pushes
+    # rewrite (each push holds a user's or item's whole row), as Redis without persistence
+    # would. `full` syncs every commit.
     sqlite_synchronous: Literal["normal", "full"] = Field(
         default="normal",
         description="SQLite online store (write-ahead log): `normal` syncs at checkpoints, "
